@@ -1,0 +1,151 @@
+"""Pure ASGI middleware: request ids and request body limits.
+
+Written against ASGI directly rather than `BaseHTTPMiddleware`, which would buffer streamed responses
+such as SSE and add a task per request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nadzu_common.logging import bound_context
+
+from .problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
+
+# A client-sent request id is echoed only when it is short and plain, so it cannot inject into logs.
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+async def send_problem(send: Send, status: int, slug: str, title: str, detail: str, request_id: str, path: str) -> None:
+    body = json.dumps(
+        {
+            "type": TYPE_PREFIX + slug,
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "instance": path,
+            "request_id": request_id,
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestIdMiddleware:
+    """Echo a sane `X-Request-Id` or generate one; bind it to the logging context of the request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        sent = _header(scope, b"x-request-id")
+        text = sent.decode("latin-1") if sent else ""
+        request_id = text if _SANE_REQUEST_ID.match(text) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        encoded = request_id.encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", encoded))
+                message["headers"] = headers
+            await send(message)
+
+        with bound_context(request_id=request_id):
+            await self.app(scope, receive, send_with_id)
+
+
+class BodyLimitMiddleware:
+    """Reject bodies over the limit (413) and non-JSON bodies on API writes (415)."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"].encode() not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+
+        request_id = scope.get("state", {}).get("request_id", "")
+        path = scope["path"]
+        length_header = _header(scope, b"content-length")
+        if length_header is not None:
+            try:
+                declared = int(length_header)
+            except ValueError:
+                declared = -1
+            if declared > self.max_body_bytes:
+                await send_problem(
+                    send, 413, "payload-too-large", "Request body too large",
+                    f"The body is {declared} bytes; the limit is {self.max_body_bytes}.", request_id, path,
+                )
+                return
+
+        content_type = (_header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
+        has_body = length_header not in (None, b"0") or _header(scope, b"transfer-encoding") is not None
+        is_json = content_type == b"application/json" or content_type.endswith(b"+json")
+        if has_body and not is_json:
+            shown = content_type.decode("latin-1") or "none"
+            await send_problem(
+                send, 415, "unsupported-media-type", "Unsupported media type",
+                f"Send the body as application/json (got {shown}).", request_id, path,
+            )
+            return
+
+        received = 0
+        too_large = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    too_large = True
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await send_problem(
+                send, 413, "payload-too-large", "Request body too large",
+                f"The body exceeds the limit of {self.max_body_bytes} bytes.", request_id, path,
+            )
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def header_value(headers: Any, name: str) -> str | None:
+    value = headers.get(name)
+    return value if value else None

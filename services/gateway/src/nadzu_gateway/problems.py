@@ -1,0 +1,118 @@
+"""RFC 9457 problem details: the one error shape of the public API.
+
+Route code raises `Problem`; one exception handler renders it. Every slug is listed in docs/errors.md and
+clients branch on `type`, never on `detail`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from nadzu_common.logging import get_logger
+
+log = get_logger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:nadzu:problem:"
+
+
+class Problem(Exception):
+    """An error the client caused or must know about, rendered as problem details."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.errors = errors or []
+        self.headers = headers or {}
+
+
+def dependency_unavailable(name: str, detail: str, retry_after: int = 5) -> Problem:
+    """A 503 for a dependency that is down; `Retry-After` tells clients when to try again."""
+    return Problem(
+        503,
+        "service-unavailable",
+        "Service unavailable",
+        detail=f"{name} is unavailable: {detail}",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def problem_response(request: Request, problem: Problem) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_PREFIX + problem.slug,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail or problem.title,
+        "instance": request.url.path,
+        "request_id": getattr(request.state, "request_id", None),
+    }
+    if problem.errors:
+        body["errors"] = problem.errors
+    return JSONResponse(body, status_code=problem.status, headers=problem.headers, media_type=PROBLEM_CONTENT_TYPE)
+
+
+_STATUS_SLUGS = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Authentication required"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    413: ("payload-too-large", "Request body too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+}
+
+
+async def handle_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Problem)
+    return problem_response(request, exc)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    slug, title = _STATUS_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+    problem = Problem(exc.status_code, slug, title, detail=detail, headers=dict(exc.headers or {}))
+    return problem_response(request, problem)
+
+
+async def handle_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    malformed_json = False
+    for item in exc.errors():
+        if item.get("type") == "json_invalid":
+            malformed_json = True
+        location = [str(part) for part in item.get("loc", ()) if part != "body"]
+        errors.append({"field": ".".join(location) or None, "code": item.get("type"), "message": item.get("msg")})
+
+    if malformed_json:
+        problem = Problem(400, "malformed-json", "Malformed JSON", detail="The request body is not valid JSON.")
+    else:
+        problem = Problem(
+            422, "validation-failed", "Validation failed", detail="The request does not match the schema.",
+            errors=errors,
+        )
+    return problem_response(request, problem)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("http.unhandled_error", path=request.url.path)
+    problem = Problem(500, "internal-error", "Internal error", detail="An unexpected error occurred.")
+    return problem_response(request, problem)
