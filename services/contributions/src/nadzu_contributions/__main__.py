@@ -1,2 +1,74 @@
+"""Entry point of the contributions service: `nadzu-contributions`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import redis.asyncio as redis
+from faststream import FastStream
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+from faststream.nats.prometheus import NatsPrometheusMiddleware
+from nadzu_common.logging import configure_logging, get_logger
+from nadzu_common.settings import load_settings
+from nadzu_common.tracing import configure_tracing, tracing_enabled
+from prometheus_client import REGISTRY, start_http_server
+
+from .github import GitHubClient
+from .handlers import create_broker
+from .service import ContributionsService
+from .settings import ContributionsSettings
+
+log = get_logger(__name__)
+
+
+async def run(settings: ContributionsSettings) -> None:
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port)
+
+    redis_client = redis.from_url(settings.redis_url, health_check_interval=30)
+    http = httpx.AsyncClient(
+        timeout=settings.github_timeout_seconds,
+        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+    )
+    github = GitHubClient(
+        http,
+        settings.github_graphql_url,
+        settings.github_token,
+        max_attempts=settings.github_max_attempts,
+        retry_backoff_seconds=settings.github_retry_backoff_seconds,
+    )
+    service = ContributionsService(settings, redis_client, github)
+
+    middlewares = [NatsPrometheusMiddleware(registry=REGISTRY, app_name="contributions")]
+    if tracing_enabled():
+        middlewares.append(NatsTelemetryMiddleware())  # type: ignore[arg-type]
+    broker = create_broker(settings, service, middlewares)
+    app = FastStream(broker)
+
+    @app.on_startup
+    async def start_service() -> None:
+        await service.start()
+        if settings.github_token is None:
+            log.warning("contributions.token_missing", detail="GITHUB_TOKEN is not set; queries answer 503")
+        log.info("contributions.started", default_user=settings.github_default_user)
+
+    @app.after_shutdown
+    async def stop_service() -> None:
+        await service.stop()
+        await http.aclose()
+        await redis_client.aclose()
+        log.info("contributions.stopped")
+
+    await app.run()
+
+
 def main() -> None:
-    raise SystemExit("not built yet")
+    settings = load_settings(ContributionsSettings)
+    configure_logging("contributions", settings.log_level, settings.log_format)
+    configure_tracing("nadzu-contributions")
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()
