@@ -1,0 +1,1 @@
+"""Local stand-ins for the internet, used by tests, the demo and benchmarks. Not imported by services."""

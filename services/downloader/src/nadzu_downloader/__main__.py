@@ -1,0 +1,23 @@
+"""Entry point: `nadzu-downloader` runs the download worker service."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nadzu_common.logging import configure_logging
+from nadzu_common.settings import load_settings
+from nadzu_common.tracing import configure_tracing
+
+from .app import create_app
+from .settings import DownloaderSettings
+
+
+def main() -> None:
+    settings = load_settings(DownloaderSettings)
+    configure_logging("downloader", settings.log_level, settings.log_format)
+    configure_tracing("downloader")
+    asyncio.run(create_app(settings).run())
+
+
+if __name__ == "__main__":
+    main()

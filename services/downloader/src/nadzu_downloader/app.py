@@ -1,0 +1,213 @@
+"""The downloader service: FastStream subscribers around the job runner.
+
+The enqueue consumer is read by a loop that fetches a command only when a worker slot is free. FastStream's
+concurrent pull subscriber (0.7.8) fetches ahead of its free workers, and commands held that way are
+redelivered to other replicas as duplicates; fetching one at a time after taking a slot avoids that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from datetime import UTC, datetime, timedelta
+
+from faststream import AckPolicy as HandlerAckPolicy
+from faststream import FastStream
+from faststream.nats import JStream, NatsBroker, PullSub
+
+from nadzu_common.bus import (
+    CANCEL_CONSUMER,
+    COMMANDS_STREAM,
+    ENQUEUE_CONSUMER,
+    RELEASE_CONSUMER,
+    Subjects,
+    connect,
+    control_consumer_config,
+    enqueue_consumer_config,
+    ensure_streams,
+)
+from nadzu_common.logging import get_logger
+from nadzu_common.messages import (
+    CancelDownload,
+    CancelSignal,
+    HealthQuery,
+    HealthReply,
+    ReleaseDownload,
+    SupportedSitesQuery,
+    SupportedSitesReply,
+)
+
+from .pool import WorkerPool
+from .runner import JobRunner
+from .settings import DownloaderSettings
+from .sites import supported_sites
+from .storage import JobStore
+
+log = get_logger(__name__)
+
+SERVICE_QUEUE = "downloader"
+
+
+def create_app(settings: DownloaderSettings) -> FastStream:
+    broker = NatsBroker(settings.nats_servers, name="nadzu-downloader", graceful_timeout=settings.shutdown_timeout_seconds)
+    commands = JStream(COMMANDS_STREAM.name, declare=False)
+    state: dict[str, object] = {}
+
+    enqueue_subscriber = broker.subscriber(
+        Subjects.DOWNLOAD_ENQUEUE,
+        stream=commands,
+        durable=ENQUEUE_CONSUMER,
+        config=enqueue_consumer_config(),
+        pull_sub=PullSub(batch_size=1),
+        ack_policy=HandlerAckPolicy.MANUAL,
+        title="downloads.cmd.enqueue",
+        description="Download commands; fetched one at a time when a worker slot is free.",
+    )
+
+    def runner() -> JobRunner:
+        return state["runner"]  # type: ignore[return-value]
+
+    @broker.subscriber(
+        Subjects.DOWNLOAD_CANCEL,
+        stream=commands,
+        durable=CANCEL_CONSUMER,
+        config=control_consumer_config(CANCEL_CONSUMER, Subjects.DOWNLOAD_CANCEL),
+        pull_sub=PullSub(batch_size=10),
+        ack_policy=HandlerAckPolicy.NACK_ON_ERROR,
+    )
+    async def on_cancel(command: CancelDownload) -> None:
+        await runner().cancel(command.job)
+
+    @broker.subscriber(
+        Subjects.DOWNLOAD_RELEASE,
+        stream=commands,
+        durable=RELEASE_CONSUMER,
+        config=control_consumer_config(RELEASE_CONSUMER, Subjects.DOWNLOAD_RELEASE),
+        pull_sub=PullSub(batch_size=10),
+        ack_policy=HandlerAckPolicy.NACK_ON_ERROR,
+    )
+    async def on_release(command: ReleaseDownload) -> None:
+        await runner().release(command.job_id)
+
+    # Core NATS without a queue group: every replica sees every cancel signal.
+    @broker.subscriber(Subjects.DOWNLOAD_CANCEL_SIGNAL)
+    async def on_cancel_signal(signal: CancelSignal) -> None:
+        if runner().stop_local(signal.job_id, "cancel"):
+            log.info("downloader.cancel_signal", job_id=str(signal.job_id))
+
+    @broker.subscriber(Subjects.DOWNLOAD_SITES, queue=SERVICE_QUEUE)
+    async def on_sites(_: SupportedSitesQuery) -> SupportedSitesReply:
+        return await asyncio.to_thread(supported_sites)
+
+    @broker.subscriber(Subjects.DOWNLOAD_HEALTH, queue=SERVICE_QUEUE)
+    async def on_health(_: HealthQuery) -> HealthReply:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(runner().store.ping(), 2)
+            checks["database"] = "ok"
+        except Exception as error:
+            checks["database"] = f"unavailable: {type(error).__name__}"
+        free = shutil.disk_usage(settings.downloads_dir).free
+        checks["disk"] = "ok" if free >= settings.downloader_min_free_bytes else f"low: {free} bytes free"
+        healthy = all(value == "ok" for value in checks.values())
+        return HealthReply(
+            status="ok" if healthy else "unavailable", service="downloader", checks=checks,
+            detail=None if healthy else "; ".join(f"{k} {v}" for k, v in checks.items() if v != "ok"),
+        )
+
+    app = FastStream(broker)
+    tasks: list[asyncio.Task[None]] = []
+
+    @app.on_startup
+    async def start() -> None:
+        settings.downloads_dir.mkdir(parents=True, exist_ok=True)
+        nc = await connect(settings.nats_servers, name="nadzu-downloader-runner")
+        js = nc.jetstream()
+        await ensure_streams(js, settings.nats_stream_replicas)
+        store = await JobStore.open(settings.database_url, max_size=settings.downloader_concurrency + 4)
+        pool = WorkerPool(settings.downloader_concurrency)
+        await pool.start()
+        job_runner = JobRunner(settings, store, pool, nc, js)
+        job_runner.clean_stale_partials()
+        state.update(runner=job_runner, nc=nc)
+
+    @app.after_startup
+    async def start_loops() -> None:
+        tasks.append(asyncio.create_task(_work_loop(enqueue_subscriber, runner(), settings)))
+        tasks.append(asyncio.create_task(_janitor(runner(), settings)))
+        log.info("downloader.started", concurrency=settings.downloader_concurrency)
+
+    @app.on_shutdown
+    async def stop() -> None:
+        job_runner = runner()
+        loop_task, janitor_task = tasks
+        janitor_task.cancel()
+        # Stop fetching, give running jobs the grace period, then hand the rest back to the queue.
+        loop_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop_task
+        in_flight = [task for task in _job_tasks if not task.done()]
+        if in_flight:
+            log.info("downloader.draining", jobs=len(in_flight))
+            _, pending = await asyncio.wait(in_flight, timeout=settings.shutdown_timeout_seconds)
+            if pending:
+                await job_runner.stop_all("shutdown")
+                await asyncio.wait(pending, timeout=10)
+        await job_runner.pool.close()
+        await job_runner.store.close()
+        await state["nc"].drain()  # type: ignore[attr-defined]
+        log.info("downloader.stopped")
+
+    return app
+
+
+_job_tasks: set[asyncio.Task[None]] = set()
+
+
+async def _work_loop(subscriber: object, job_runner: JobRunner, settings: DownloaderSettings) -> None:
+    """Fetch a command whenever a slot is free and run it in the background."""
+    slots = asyncio.Semaphore(settings.downloader_concurrency)
+    while True:
+        await slots.acquire()
+        try:
+            message = await subscriber.get_one(timeout=5)  # type: ignore[attr-defined]
+        except asyncio.CancelledError:
+            slots.release()
+            raise
+        except Exception as error:
+            slots.release()
+            log.warning("downloader.fetch_failed", error=repr(error))
+            await asyncio.sleep(1)
+            continue
+        if message is None:
+            slots.release()
+            continue
+
+        async def run(message: object = message) -> None:
+            try:
+                await job_runner.handle(message)  # type: ignore[arg-type]
+            except Exception:
+                log.exception("downloader.job_crashed")
+                # The command stays unacked and comes back after the ack wait.
+            finally:
+                slots.release()
+
+        task = asyncio.create_task(run())
+        _job_tasks.add(task)
+        task.add_done_callback(_job_tasks.discard)
+
+
+async def _janitor(job_runner: JobRunner, settings: DownloaderSettings) -> None:
+    """Expire files past DOWNLOADS_TTL and delete job records past JOBS_RETENTION."""
+    while True:
+        try:
+            for job_id in await job_runner.store.due_for_expiry():
+                await job_runner.release(job_id)
+            cutoff = datetime.now(UTC) - timedelta(seconds=settings.jobs_retention)
+            deleted = await job_runner.store.delete_finished_before(cutoff)
+            if deleted:
+                log.info("janitor.jobs_deleted", count=deleted)
+        except Exception as error:
+            log.warning("janitor.failed", error=repr(error))
+        await asyncio.sleep(settings.janitor_interval_seconds)

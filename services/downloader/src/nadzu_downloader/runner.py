@@ -1,0 +1,374 @@
+"""Running download jobs: claim, download in a warm worker, store the file, report, ack.
+
+A command is acked only after the job's outcome is stored and its event published, so a crash at any
+point leads to a redelivery that finishes the job once: the claim sees a finished job and only makes
+sure its final event exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from faststream.nats.message import NatsMessage
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from nadzu_common.bus import EVENTS_STREAM, Subjects, encode, message_headers
+from nadzu_common.logging import bound_context, get_logger
+from nadzu_common.messages import (
+    EnqueueDownload,
+    JobError,
+    JobEvent,
+    JobResult,
+    JobState,
+    JobStatus,
+    Progress,
+)
+
+from .errors import DownloaderError, JobCancelled, PermanentError
+from .events import EventPublisher, ProgressReporter
+from .naming import content_type_for, safe_filename
+from .pool import WarmWorker, WorkerPool
+from .settings import DownloaderSettings
+from .storage import JobStore
+
+log = get_logger(__name__)
+
+PARTIAL_DIR = ".partial"
+StopReason = Literal["cancel", "shutdown"]
+
+
+@dataclass
+class RunningJob:
+    job_id: uuid.UUID
+    worker: WarmWorker | None = None
+    stop_reason: StopReason | None = None
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def stop(self, reason: StopReason) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.stopped.set()
+        if self.worker is not None:
+            self.worker.kill()
+
+
+class JobRunner:
+    def __init__(
+        self,
+        settings: DownloaderSettings,
+        store: JobStore,
+        pool: WorkerPool,
+        nc: NatsClient,
+        js: JetStreamContext,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.pool = pool
+        self.nc = nc
+        self.js = js
+        self.events = EventPublisher(js)
+        self.running: dict[uuid.UUID, RunningJob] = {}
+        self.downloads_dir = settings.downloads_dir.resolve()
+
+    # Paths.
+
+    def partial_dir(self, job_id: uuid.UUID) -> Path:
+        return self.downloads_dir / PARTIAL_DIR / str(job_id)
+
+    def final_dir(self, job_id: uuid.UUID) -> Path:
+        return self.downloads_dir / str(job_id)
+
+    # Events.
+
+    async def _latest_event(self, job_id: uuid.UUID) -> JobEvent | None:
+        try:
+            msg = await self.js.get_last_msg(EVENTS_STREAM.name, Subjects.download_events(job_id))
+        except NotFoundError:
+            return None
+        return JobEvent.model_validate_json(msg.data or b"")
+
+    async def ensure_final_event(self, job: JobState) -> None:
+        """Publish the event of a finished job unless the stream already ends with it (crash recovery)."""
+        latest = await self._latest_event(job.id)
+        if latest is not None and latest.job.status == job.status:
+            return
+        await self.publish_outcome(job)
+
+    async def publish_outcome(self, job: JobState) -> None:
+        if job.status == JobStatus.COMPLETED:
+            await self.events.publish(
+                "completed", job, ["status", "result", "progress", "finished_at", "expires_at"], f"{job.id}:completed"
+            )
+        elif job.status == JobStatus.FAILED:
+            await self.events.publish("failed", job, ["status", "error", "finished_at"], f"{job.id}:failed")
+        elif job.status == JobStatus.CANCELLED:
+            await self.events.publish("cancelled", job, ["status", "finished_at"], f"{job.id}:cancelled")
+        elif job.status == JobStatus.EXPIRED:
+            await self.events.publish("status", job, ["status"], f"{job.id}:expired")
+
+    # The enqueue command.
+
+    async def handle(self, message: NatsMessage) -> None:
+        try:
+            command = EnqueueDownload.model_validate_json(message.body)
+        except ValueError as error:
+            log.error("runner.bad_command", error=str(error))
+            await message.reject()  # a body no version of this code can read would fail forever
+            return
+
+        job_id = command.job.id
+        with bound_context(job_id=str(job_id), request_id=command.request_id):
+            heartbeat = asyncio.create_task(self._heartbeat(message, job_id))
+            try:
+                outcome = await self._run(command)
+            finally:
+                heartbeat.cancel()
+            if outcome == "retry":
+                claim_attempts = (await self.store.get(job_id))
+                attempts = claim_attempts.attempts if claim_attempts else 1
+                delay = min(
+                    self.settings.retry_base_delay_seconds * 2 ** max(attempts - 1, 0),
+                    self.settings.retry_max_delay_seconds,
+                )
+                await message.nack(delay=delay)
+                log.info("runner.retry_scheduled", delay_seconds=delay, attempts=attempts)
+            elif outcome == "handed-back":
+                await message.nack()
+            else:
+                await message.ack()
+
+    async def _heartbeat(self, message: NatsMessage, job_id: uuid.UUID) -> None:
+        """Keep the command from being redelivered while the job runs, and notice missed cancels."""
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            try:
+                await message.in_progress()
+                if await self.store.is_cancel_requested(job_id):
+                    running = self.running.get(job_id)
+                    if running is not None:
+                        running.stop("cancel")
+            except Exception as error:
+                log.warning("runner.heartbeat_failed", error=repr(error))
+
+    async def _run(self, command: EnqueueDownload) -> Literal["done", "retry", "handed-back"]:
+        claim = await self.store.claim(command.job)
+        job = claim.job
+        if claim.cancel_requested and job.status.is_active:
+            cancelled = await self.store.mark_cancelled(job.id)
+            if cancelled is not None:
+                await self.publish_outcome(cancelled)
+            return "done"
+        if not claim.runnable:
+            await self.ensure_final_event(job)
+            log.info("runner.already_finished", status=job.status.value)
+            return "done"
+
+        if job.attempts > self.settings.downloader_max_attempts:
+            await self._dead_letter(command, job, job.error)
+            return "done"
+
+        running = RunningJob(job.id)
+        self.running[job.id] = running
+        try:
+            return await self._attempt(command, job, running)
+        finally:
+            self.running.pop(job.id, None)
+            shutil.rmtree(self.partial_dir(job.id), ignore_errors=True)
+
+    async def _attempt(
+        self, command: EnqueueDownload, job: JobState, running: RunningJob
+    ) -> Literal["done", "retry", "handed-back"]:
+        latest = await self._latest_event(job.id)
+        reporter = ProgressReporter(self.events, job, latest.job.progress if latest else None)
+        job.progress = reporter.progress.model_copy()
+        await self.events.publish("status", job, ["status", "attempts", "started_at"], f"{job.id}:running:{job.attempts}")
+        log.info("runner.started", attempt=job.attempts, url=job.url)
+
+        partial = self.partial_dir(job.id)
+        shutil.rmtree(partial, ignore_errors=True)
+        spec = self._worker_job(job, partial)
+
+        def attach(worker: WarmWorker) -> None:
+            running.worker = worker
+            if running.stop_reason is not None:
+                worker.kill()
+
+        try:
+            done = await self.pool.run(spec, reporter.update, attach)
+        except JobCancelled:
+            return await self._stopped(job, running, reporter)
+        except DownloaderError as error:
+            if running.stop_reason is not None:
+                return await self._stopped(job, running, reporter)
+            return await self._failed(command, job, error, reporter)
+
+        if running.stop_reason is not None:
+            return await self._stopped(job, running, reporter)
+        await reporter.finish()
+        result = await asyncio.to_thread(self._store_file, job.id, done)
+        completed = await self.store.complete(job.id, result, reporter.progress, self.settings.downloads_ttl)
+        if completed is None:
+            # Cancelled between the end of the transfer and this update: the file must not outlive the job.
+            shutil.rmtree(self.final_dir(job.id), ignore_errors=True)
+            current = await self.store.get(job.id)
+            if current is not None:
+                await self.ensure_final_event(current)
+            return "done"
+        await self.publish_outcome(completed)
+        log.info("runner.completed", size=result.size, filename=result.filename)
+        return "done"
+
+    def _worker_job(self, job: JobState, workdir: Path) -> dict[str, Any]:
+        settings = self.settings
+        return {
+            "job_id": str(job.id),
+            "url": job.url,
+            "format": job.format,
+            "workdir": str(workdir),
+            "proxy": settings.downloader_proxy_url,
+            "cookies_file": str(settings.downloader_cookies_file) if settings.downloader_cookies_file else None,
+            "max_filesize": settings.downloader_max_filesize,
+            "max_duration": settings.downloader_max_duration,
+            "stall_timeout": settings.downloader_stall_timeout,
+            "allow_private": settings.downloader_allow_private_urls,
+        }
+
+    def _store_file(self, job_id: uuid.UUID, done: dict[str, Any]) -> JobResult:
+        """Move the finished file from the job's partial directory to its final place."""
+        source = Path(done["path"])
+        name = safe_filename(done.get("title"), done["ext"], fallback=str(job_id))
+        target_dir = self.final_dir(job_id)
+        target_dir.mkdir(parents=True, exist_ok=True)
+        # A previous attempt may have placed a file before crashing; one job keeps exactly one file.
+        for leftover in target_dir.iterdir():
+            if leftover.name != name:
+                leftover.unlink(missing_ok=True)
+        target = target_dir / name
+        os.replace(source, target)
+        return JobResult(
+            filename=name,
+            path=f"{job_id}/{name}",
+            size=int(done["size"]),
+            content_type=content_type_for(done["ext"]),
+            sha256=done["sha256"],
+            title=done.get("title"),
+            duration=done.get("duration"),
+        )
+
+    async def _stopped(
+        self, job: JobState, running: RunningJob, reporter: ProgressReporter
+    ) -> Literal["done", "handed-back"]:
+        if running.stop_reason == "shutdown":
+            error = JobError(code="interrupted", message="The downloader shut down; the job will run again.")
+            requeued = await self.store.requeue(job.id, error, reporter.progress)
+            if requeued is not None:
+                await self.events.publish("status", requeued, ["status", "error"])
+            log.info("runner.handed_back")
+            return "handed-back"
+
+        cancelled = await self.store.mark_cancelled(job.id, reporter.progress)
+        if cancelled is not None:
+            await self.publish_outcome(cancelled)
+        log.info("runner.cancelled")
+        return "done"
+
+    async def _failed(
+        self, command: EnqueueDownload, job: JobState, error: DownloaderError, reporter: ProgressReporter
+    ) -> Literal["done", "retry"]:
+        await reporter.flush()
+        job_error = JobError(code=error.code, message=error.message)
+        if not error.retryable:
+            failed = await self.store.fail(job.id, job_error, reporter.progress)
+            if failed is not None:
+                await self.publish_outcome(failed)
+            log.info("runner.failed", code=error.code, error=error.message)
+            return "done"
+
+        if job.attempts >= self.settings.downloader_max_attempts:
+            await self._dead_letter(command, job, job_error)
+            return "done"
+
+        requeued = await self.store.requeue(job.id, job_error, reporter.progress)
+        if requeued is not None:
+            await self.events.publish("status", requeued, ["status", "attempts", "error"])
+        log.warning("runner.transient_failure", code=error.code, error=error.message, attempt=job.attempts)
+        return "retry"
+
+    async def _dead_letter(self, command: EnqueueDownload, job: JobState, last_error: JobError | None) -> None:
+        error = last_error or JobError(code="too-many-attempts", message="The job failed on every attempt.")
+        await self.js.publish(
+            Subjects.DOWNLOAD_DEAD_LETTERS,
+            encode(command),
+            headers=message_headers(
+                msg_id=f"{job.id}:dead-letter", extra={"Nadzu-Error-Code": error.code, "Nadzu-Attempts": str(job.attempts)}
+            ),
+        )
+        failed = await self.store.fail(job.id, error)
+        if failed is not None:
+            await self.publish_outcome(failed)
+        log.error("runner.dead_lettered", code=error.code, attempts=job.attempts)
+
+    # Cancel and release commands.
+
+    def stop_local(self, job_id: uuid.UUID, reason: StopReason) -> bool:
+        running = self.running.get(job_id)
+        if running is None:
+            return False
+        running.stop(reason)
+        return True
+
+    async def cancel(self, job: JobState) -> None:
+        """Cancel a job: at once when it has not started, else through the replica running it."""
+        current, cancelled_now = await self.store.request_cancel(job)
+        if cancelled_now:
+            await self.publish_outcome(current)
+            log.info("runner.cancelled_before_start", job_id=str(job.id))
+            return
+        if current.status == JobStatus.RUNNING and not self.stop_local(job.id, "cancel"):
+            from nadzu_common.messages import CancelSignal
+
+            await self.nc.publish(Subjects.DOWNLOAD_CANCEL_SIGNAL, encode(CancelSignal(job_id=job.id)))
+        elif not current.status.is_active:
+            await self.ensure_final_event(current)
+
+    async def release(self, job_id: uuid.UUID) -> None:
+        """Delete a completed job's file and mark the job expired."""
+        expired = await self.store.expire(job_id)
+        if expired is None:
+            return
+        await asyncio.to_thread(shutil.rmtree, self.final_dir(job_id), True)
+        await self.publish_outcome(expired)
+        log.info("runner.released", job_id=str(job_id))
+
+    async def stop_all(self, reason: StopReason) -> None:
+        for running in list(self.running.values()):
+            running.stop(reason)
+
+    def clean_stale_partials(self) -> None:
+        """Remove partial directories of jobs no process of this replica runs (left by a crash).
+
+        NOTE: with several replicas on one volume this removes only directories older than an hour,
+        because a younger one may belong to a job another replica is running right now.
+        """
+        import time
+
+        root = self.downloads_dir / PARTIAL_DIR
+        if not root.is_dir():
+            return
+        cutoff = time.time() - 3600
+        for entry in root.iterdir():
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry, ignore_errors=True)
+            except FileNotFoundError:
+                continue
+
+

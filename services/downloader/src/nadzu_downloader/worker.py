@@ -1,0 +1,287 @@
+"""A warm worker process: imports yt-dlp once, then runs one download job at a time.
+
+Started by `pool.WorkerPool` as `python -m nadzu_downloader.worker` in its own process group, so a cancel
+can kill it together with the ffmpeg or aria2c processes it started. It reads one JSON job per line on
+stdin and writes JSON lines on its protocol channel (the original stdout): `ready`, `progress`, then
+`done` or `error`. Everything else a library prints goes to stderr, so it cannot corrupt the protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+# Progress lines are sent at most this often; the parent throttles events further.
+PROGRESS_INTERVAL_SECONDS = 0.1
+HASH_CHUNK_BYTES = 1024 * 1024
+
+VIDEO_FORMAT = "bv*+ba/b"
+AUDIO_FORMAT = "ba/b"
+
+
+class JobFailure(Exception):
+    def __init__(self, kind: str, code: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.code = code
+        self.message = message
+
+
+class _Logger:
+    """Route yt-dlp's messages to stderr with a prefix, keeping the protocol channel clean."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+
+    def debug(self, message: str) -> None:
+        if not message.startswith("[debug] "):
+            return
+
+    def info(self, message: str) -> None:
+        return
+
+    def warning(self, message: str) -> None:
+        print(f"yt-dlp warning job={self.job_id}: {message}", file=sys.stderr, flush=True)
+
+    def error(self, message: str) -> None:
+        print(f"yt-dlp error job={self.job_id}: {message}", file=sys.stderr, flush=True)
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and everything it wraps: yt-dlp nests the real cause in `exc_info` and `cause`."""
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [error]
+    while pending and len(seen) < 12:
+        current = pending.pop(0)
+        if current is None or any(current is known for known in seen):
+            continue
+        seen.append(current)
+        exc_info = getattr(current, "exc_info", None)
+        if isinstance(exc_info, tuple) and len(exc_info) > 1 and isinstance(exc_info[1], BaseException):
+            pending.append(exc_info[1])
+        cause = getattr(current, "cause", None)
+        if isinstance(cause, BaseException):
+            pending.append(cause)
+        pending.extend([current.__cause__, current.__context__])
+    return seen
+
+
+def classify(error: BaseException) -> JobFailure:
+    """Map a yt-dlp failure to a job error: permanent (fail now) or transient (retry later)."""
+    from yt_dlp.networking.exceptions import HTTPError, ProxyError, TransportError
+    from yt_dlp.utils import ContentTooShortError, UnsupportedError
+
+    message = str(error).removeprefix("ERROR: ").strip() or type(error).__name__
+    for cause in _causes(error):
+        if isinstance(cause, JobFailure):
+            return cause
+        if isinstance(cause, HTTPError):
+            status = cause.status
+            if status in (404, 410):
+                return JobFailure("permanent", "source-not-found", f"The media server answered {status}: {message}")
+            if status in (401, 403, 451):
+                return JobFailure("permanent", "source-forbidden", f"The media server refused access ({status}).")
+            if status in (408, 425, 429) or status >= 500:
+                return JobFailure("transient", "source-unavailable", f"The media server answered {status}.")
+            return JobFailure("permanent", "source-error", f"The media server answered {status}: {message}")
+        if isinstance(cause, UnsupportedError):
+            return JobFailure("permanent", "unsupported-url", "No extractor supports this URL.")
+        if isinstance(cause, ProxyError):
+            return JobFailure("transient", "proxy-unavailable", f"The egress proxy failed: {message}")
+        if isinstance(cause, ContentTooShortError):
+            return JobFailure("transient", "incomplete-download", "The server closed the transfer early.")
+        if isinstance(cause, TransportError | TimeoutError | ConnectionError):
+            return JobFailure("transient", "network-error", f"The media server could not be reached: {message}")
+    if "Unsupported URL" in message:
+        return JobFailure("permanent", "unsupported-url", "No extractor supports this URL.")
+    if "Requested format is not available" in message:
+        return JobFailure("permanent", "format-not-available", "The requested format is not available.")
+    return JobFailure("permanent", "download-failed", message[:500])
+
+
+def check_host_allowed(url: str) -> None:
+    """Reject a URL whose host resolves to a loopback, private or otherwise non-public address."""
+    from nadzu_common.netguard import is_forbidden_address, is_local_name, literal_address
+
+    host = urlsplit(url).hostname or ""
+    if is_local_name(host):
+        raise JobFailure("permanent", "forbidden-address", f"{host} is a local name.")
+    literal = literal_address(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        try:
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except socket.gaierror as error:
+            raise JobFailure("transient", "dns-error", f"{host} could not be resolved: {error}") from None
+        from ipaddress import ip_address
+
+        addresses = [ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    for address in addresses:
+        if is_forbidden_address(address):
+            raise JobFailure("permanent", "forbidden-address", f"{host} resolves to a non-public address.")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _options(job: dict[str, Any], workdir: Path, hook: Any) -> dict[str, Any]:
+    requested = job["format"]
+    options: dict[str, Any] = {
+        "outtmpl": {"default": str(workdir / "media.%(ext)s")},
+        "noplaylist": True,
+        "quiet": True,
+        "noprogress": True,
+        "logger": _Logger(job["job_id"]),
+        "progress_hooks": [hook],
+        "socket_timeout": job["stall_timeout"],
+        "max_filesize": job["max_filesize"],
+        "retries": 2,
+        "fragment_retries": 3,
+        "concurrent_fragment_downloads": 4,
+        "overwrites": True,
+        "continuedl": False,
+        "cachedir": False,
+        "color": {"stderr": "never", "stdout": "never"},
+    }
+    if job.get("proxy"):
+        options["proxy"] = job["proxy"]
+    if job.get("cookies_file"):
+        options["cookiefile"] = job["cookies_file"]
+
+    if requested == "video":
+        options["format"] = VIDEO_FORMAT
+        options["merge_output_format"] = "mp4/mkv"
+    elif requested == "audio":
+        options["format"] = AUDIO_FORMAT
+        options["postprocessors"] = [{"key": "FFmpegExtractAudio", "preferredcodec": "best"}]
+    else:
+        options["format"] = requested
+        options["merge_output_format"] = "mp4/mkv"
+    return options
+
+
+def _finished_file(info: dict[str, Any], workdir: Path) -> Path | None:
+    candidates = [info.get("filepath")]
+    candidates += [item.get("filepath") for item in info.get("requested_downloads") or []]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    leftovers = [p for p in workdir.iterdir() if p.is_file() and not p.name.endswith((".part", ".ytdl"))]
+    return leftovers[0] if len(leftovers) == 1 else None
+
+
+def run_job(job: dict[str, Any], send: Any) -> dict[str, Any]:
+    from yt_dlp import YoutubeDL
+
+    workdir = Path(job["workdir"])
+    workdir.mkdir(parents=True, exist_ok=True)
+    if not job.get("allow_private"):
+        check_host_allowed(job["url"])
+
+    last_sent = 0.0
+
+    def hook(status: dict[str, Any]) -> None:
+        nonlocal last_sent
+        now = time.monotonic()
+        finished = status.get("status") == "finished"
+        if not finished and now - last_sent < PROGRESS_INTERVAL_SECONDS:
+            return
+        last_sent = now
+        total = status.get("total_bytes") or status.get("total_bytes_estimate")
+        downloaded = status.get("downloaded_bytes")
+        if finished and total is None:
+            total = downloaded
+        send(
+            {
+                "type": "progress",
+                "downloaded_bytes": downloaded,
+                "total_bytes": int(total) if total else None,
+                "speed": status.get("speed"),
+                "eta": status.get("eta"),
+                "finished": finished,
+            }
+        )
+
+    with YoutubeDL(_options(job, workdir, hook)) as ydl:
+        info = ydl.extract_info(job["url"], download=False)
+        if info is None:
+            raise JobFailure("permanent", "extraction-failed", "No media information could be extracted.")
+        if info.get("_type") in ("playlist", "multi_video"):
+            raise JobFailure("permanent", "playlist-not-supported", "Playlists are not supported; send one item's URL.")
+        if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming"):
+            raise JobFailure("permanent", "live-not-supported", "Live streams are not supported.")
+        duration = info.get("duration")
+        if duration and duration > job["max_duration"]:
+            raise JobFailure(
+                "permanent", "too-long", f"The media lasts {duration:.0f} s; the limit is {job['max_duration']:.0f} s."
+            )
+        info = ydl.process_ie_result(info, download=True)
+
+    path = _finished_file(info, workdir)
+    if path is None:
+        size_hint = info.get("filesize") or info.get("filesize_approx")
+        if size_hint and size_hint > job["max_filesize"]:
+            raise JobFailure("permanent", "too-large", f"The media is {size_hint} bytes; the limit is {job['max_filesize']}.")
+        raise JobFailure("permanent", "empty-media", "The download produced no file.")
+    size = path.stat().st_size
+    if size == 0:
+        raise JobFailure("permanent", "empty-media", "The server sent an empty file.")
+    if size > job["max_filesize"]:
+        raise JobFailure("permanent", "too-large", f"The file is {size} bytes; the limit is {job['max_filesize']}.")
+
+    return {
+        "type": "done",
+        "path": str(path),
+        "ext": path.suffix.lstrip("."),
+        "size": size,
+        "sha256": _sha256(path),
+        "title": info.get("title"),
+        "duration": info.get("duration"),
+    }
+
+
+def serve(commands: TextIO, protocol: TextIO) -> None:
+    def send(message: dict[str, Any]) -> None:
+        protocol.write(json.dumps(message) + "\n")
+        protocol.flush()
+
+    import yt_dlp  # noqa: F401  imported up front: this is what keeps the worker warm
+
+    send({"type": "ready", "pid": os.getpid()})
+    for line in commands:
+        if not line.strip():
+            continue
+        job = json.loads(line)
+        try:
+            send(run_job(job, send))
+        except JobFailure as failure:
+            send({"type": "error", "kind": failure.kind, "code": failure.code, "message": failure.message})
+        except Exception as error:
+            failure = classify(error)
+            send({"type": "error", "kind": failure.kind, "code": failure.code, "message": failure.message})
+
+
+def main() -> None:
+    # Keep the real stdout for the protocol and point file descriptor 1 at stderr, so output from
+    # yt-dlp or any child process cannot interleave with protocol lines.
+    protocol = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    serve(sys.stdin, protocol)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""Download endpoints: create, read, list, follow, fetch and cancel jobs.
+
+The gateway owns no job data. It publishes commands for the downloader and reads job state from the job
+event stream, so a job is visible from the moment its 202 is returned, whether or not a downloader runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+from nats.errors import Error as NatsError
+from nats.js.errors import Error as JetStreamError
+from starlette.responses import Response
+
+from nadzu_common.bus import Subjects, encode, message_headers
+from nadzu_common.ids import new_id, parse_id
+from nadzu_common.logging import get_logger
+from nadzu_common.messages import (
+    CancelDownload,
+    CancelSignal,
+    EnqueueDownload,
+    JobError,
+    JobEvent,
+    JobState,
+    JobStatus,
+    ReleaseDownload,
+)
+
+from .. import idempotency
+from ..files import file_response
+from ..jobs import JobDirectory
+from ..problems import Problem, dependency_unavailable
+from ..schemas import DownloadCreate, JobList, JobOut, job_to_public
+from ..sse import job_event_stream
+from ..urls import validate_download_url, validate_format
+
+log = get_logger(__name__)
+
+router = APIRouter(prefix="/api/v1/downloads", tags=["downloads"])
+
+# Until access control exists every caller is the same anonymous owner.
+ANONYMOUS_OWNER = "anonymous"
+PUBLISH_TIMEOUT_SECONDS = 5.0
+
+
+def _caller(request: Request) -> tuple[str, bool]:
+    """Return the caller's owner id and whether it may see every caller's jobs."""
+    return getattr(request.state, "owner", ANONYMOUS_OWNER), getattr(request.state, "is_admin", False)
+
+
+def _job_not_found(job_id: str) -> Problem:
+    return Problem(404, "job-not-found", "Job not found", detail=f"No download job {job_id} exists for this caller.")
+
+
+async def _find_job(request: Request, job_id: str) -> tuple[int, JobState]:
+    parsed = parse_id(job_id)
+    if parsed is None:
+        raise _job_not_found(job_id)
+    directory: JobDirectory = request.app.state.jobs
+    entry = await directory.get(parsed)
+    owner, is_admin = _caller(request)
+    if entry is None or (not is_admin and entry.job.owner != owner):
+        raise _job_not_found(job_id)
+    return entry.sequence, entry.job
+
+
+def _public(request: Request, job: JobState) -> dict[str, Any]:
+    return job_to_public(job, request.app.state.settings.public_base_url)
+
+
+async def _publish(request: Request, subject: str, payload: bytes, msg_id: str) -> int:
+    headers = message_headers(msg_id=msg_id, request_id=request.state.request_id)
+    try:
+        ack = await request.app.state.js.publish(subject, payload, timeout=PUBLISH_TIMEOUT_SECONDS, headers=headers)
+    except (NatsError, JetStreamError, TimeoutError) as error:
+        log.error("downloads.publish_failed", subject=subject, error=repr(error))
+        raise dependency_unavailable("nats", "the message bus did not accept the command") from None
+    return int(ack.seq)
+
+
+async def _publish_event(request: Request, event: JobEvent, msg_id: str) -> int:
+    sequence = await _publish(request, Subjects.download_events(event.job.id), encode(event), msg_id)
+    request.app.state.jobs.record(sequence, event.job)
+    return sequence
+
+
+def _accepted(request: Request, job: JobState, replayed: bool) -> JSONResponse:
+    headers = {"Location": f"/api/v1/downloads/{job.id}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(_public(request, job), status_code=202, headers=headers)
+
+
+@router.post("", status_code=202, response_model=JobOut, responses={202: {"description": "Job accepted"}})
+async def create_download(
+    request: Request,
+    body: DownloadCreate,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
+    settings = request.app.state.settings
+    url = validate_download_url(body.url, settings.downloader_allow_private_urls)
+    selector = validate_format(body.format)
+    owner, _ = _caller(request)
+
+    job = JobState(
+        id=new_id(), owner=owner, url=url, format=selector, status=JobStatus.QUEUED, created_at=datetime.now(UTC)
+    )
+
+    key = idempotency.validate_key(idempotency_key) if idempotency_key is not None else None
+    if key is not None:
+        fingerprint = idempotency.body_fingerprint({"url": url, "format": selector})
+        existing = await idempotency.claim(
+            request.app.state.redis, owner, key, idempotency.IdempotencyRecord(fingerprint, job.id)
+        )
+        if existing is not None:
+            return await _replay(request, existing, fingerprint)
+
+    try:
+        await _publish_event(request, JobEvent(event="status", changed=["status"], job=job), f"{job.id}:created")
+    except Problem:
+        if key is not None:
+            await idempotency.release(request.app.state.redis, owner, key)
+        raise
+
+    command = EnqueueDownload(job=job, request_id=request.state.request_id)
+    try:
+        await _publish(request, Subjects.DOWNLOAD_ENQUEUE, encode(command), f"{job.id}:enqueue")
+    except Problem:
+        # The job is already visible; record why it will never run rather than leave it queued forever.
+        job.status = JobStatus.FAILED
+        job.error = JobError(code="enqueue-failed", message="The download command could not be queued; retry.")
+        job.finished_at = datetime.now(UTC)
+        try:
+            await _publish_event(
+                request, JobEvent(event="failed", changed=["status", "error", "finished_at"], job=job),
+                f"{job.id}:enqueue-failed",
+            )
+        except Problem:
+            log.error("downloads.job_left_queued", job_id=str(job.id))
+        if key is not None:
+            await idempotency.release(request.app.state.redis, owner, key)
+        raise
+
+    log.info("downloads.enqueued", job_id=str(job.id), url=url, format=selector)
+    return _accepted(request, job, replayed=False)
+
+
+async def _replay(request: Request, record: idempotency.IdempotencyRecord, fingerprint: str) -> Response:
+    if record.body_hash != fingerprint:
+        raise Problem(
+            422, "idempotency-key-reused", "Idempotency-Key reused",
+            detail="This Idempotency-Key was already used with a different request body.",
+        )
+    entry = await request.app.state.jobs.get(record.job_id)
+    if entry is None:
+        raise Problem(
+            409, "idempotency-key-in-use", "Request in progress",
+            detail="A request with this Idempotency-Key is still being processed; retry shortly.",
+            headers={"Retry-After": "1"},
+        )
+    return _accepted(request, entry.job, replayed=True)
+
+
+@router.get("", response_model=JobList)
+async def list_downloads(
+    request: Request,
+    status: JobStatus | None = None,
+    cursor: str | None = Query(default=None, description="`next_cursor` of the previous page"),
+    limit: int = Query(default=20, ge=1, le=100),
+) -> JSONResponse:
+    before: uuid.UUID | None = None
+    if cursor is not None:
+        before = parse_id(cursor)
+        if before is None:
+            raise Problem(
+                422, "invalid-cursor", "Invalid cursor", detail="Pass the `next_cursor` value of a previous page.",
+                errors=[{"field": "cursor", "code": "invalid-cursor", "message": "Not a cursor from this API."}],
+            )
+    owner, is_admin = _caller(request)
+    jobs, next_cursor = request.app.state.jobs.list(None if is_admin else owner, status, before, limit)
+    body = {"items": [_public(request, job) for job in jobs], "next_cursor": str(next_cursor) if next_cursor else None}
+    return JSONResponse(body)
+
+
+@router.get("/{job_id}", response_model=JobOut)
+async def get_download(request: Request, job_id: str) -> JSONResponse:
+    _, job = await _find_job(request, job_id)
+    return JSONResponse(_public(request, job))
+
+
+@router.get("/{job_id}/events", response_class=Response, responses={200: {"content": {"text/event-stream": {}}}})
+async def download_events(
+    request: Request,
+    job_id: str,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> Response:
+    await _find_job(request, job_id)
+    settings = request.app.state.settings
+    return await job_event_stream(
+        request.app.state.js, uuid.UUID(job_id), last_event_id, settings.public_base_url,
+        settings.sse_heartbeat_seconds,
+    )
+
+
+@router.api_route("/{job_id}/file", methods=["GET", "HEAD"], response_class=Response)
+async def download_file(request: Request, job_id: str) -> Response:
+    _, job = await _find_job(request, job_id)
+    if job.status == JobStatus.EXPIRED:
+        raise Problem(410, "file-gone", "File gone", detail="The job's file has expired or was deleted.")
+    if job.status != JobStatus.COMPLETED or job.result is None:
+        raise Problem(
+            409, "job-not-completed", "Job not completed",
+            detail=f"The job is {job.status.value}; its file exists only once it is completed.",
+        )
+    return file_response(request, request.app.state.settings.downloads_dir, job.result)
+
+
+@router.delete("/{job_id}", status_code=202, responses={202: {"model": JobOut}, 204: {"description": "Finished"}})
+async def delete_download(request: Request, job_id: str) -> Response:
+    _, job = await _find_job(request, job_id)
+
+    if job.status.is_active:
+        command = CancelDownload(job=job, request_id=request.state.request_id)
+        await _publish(request, Subjects.DOWNLOAD_CANCEL, encode(command), f"{job.id}:cancel")
+        # The broadcast reaches the replica running the job at once; the command above makes sure a job
+        # that no replica has started yet never starts.
+        try:
+            await request.app.state.nats.publish(Subjects.DOWNLOAD_CANCEL_SIGNAL, encode(CancelSignal(job_id=job.id)))
+        except NatsError as error:
+            log.warning("downloads.cancel_signal_failed", job_id=str(job.id), error=repr(error))
+        log.info("downloads.cancel_requested", job_id=str(job.id))
+        return JSONResponse(_public(request, job), status_code=202)
+
+    if job.status == JobStatus.COMPLETED:
+        command_release = ReleaseDownload(job_id=job.id, request_id=request.state.request_id)
+        await _publish(request, Subjects.DOWNLOAD_RELEASE, encode(command_release), f"{job.id}:release")
+        log.info("downloads.release_requested", job_id=str(job.id))
+    return Response(status_code=204)
