@@ -18,9 +18,8 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_SPAN_YEARS = 20
 # Git lets commits carry any date, so GitHub can show contributions from before its own launch.
 MIN_YEAR = 1970
-# GitHub rejects a window whose `to` is more than one year after `from`. Windows of 365 days (from the
-# first day's 00:00:00 to the last day's 23:59:59) stay under that whether it counts leap days or not.
-WINDOW_DAYS = 365
+# GitHub rejects a window whose `to` is more than one year after `from`, so a window runs from a day at
+# 00:00:00 to the day before the same date a year later, at 23:59:59.
 # The span without `year`, `from` or `to`: the 365 days ending today.
 DEFAULT_SPAN_DAYS = 365
 
@@ -40,13 +39,15 @@ class Span:
         return [self.first + timedelta(days=offset) for offset in range(self.days)]
 
     def windows(self) -> list[Span]:
-        """Split into consecutive windows of at most `WINDOW_DAYS` days, oldest first."""
+        """Split into consecutive windows of at most one year each, oldest first."""
         windows = []
+        index = 0
         start = self.first
         while start <= self.last:
-            end = min(start + timedelta(days=WINDOW_DAYS - 1), self.last)
-            windows.append(Span(start, end))
-            start = end + timedelta(days=1)
+            index += 1
+            following = _add_years(self.first, index)
+            windows.append(Span(start, min(following - timedelta(days=1), self.last)))
+            start = following
         return windows
 
 
