@@ -113,13 +113,13 @@ RELEASE_CONSUMER = "downloader-release"
 ENQUEUE_ACK_WAIT_SECONDS = 60.0
 
 
-def enqueue_consumer_config() -> ConsumerConfig:
+def enqueue_consumer_config(ack_wait_seconds: float = ENQUEUE_ACK_WAIT_SECONDS) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=ENQUEUE_CONSUMER,
         filter_subject=Subjects.DOWNLOAD_ENQUEUE,
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
-        ack_wait=ENQUEUE_ACK_WAIT_SECONDS,
+        ack_wait=ack_wait_seconds,
         # The handler dead-letters a job itself past DOWNLOADER_MAX_ATTEMPTS, so the server never drops
         # a command silently by running out of deliveries.
         max_deliver=-1,

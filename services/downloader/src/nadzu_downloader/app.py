@@ -50,7 +50,7 @@ SERVICE_QUEUE = "downloader"
 
 
 def create_app(settings: DownloaderSettings) -> FastStream:
-    broker = NatsBroker(settings.nats_servers, name="nadzu-downloader", graceful_timeout=settings.shutdown_timeout_seconds)
+    broker = NatsBroker(settings.nats_servers, name="nadzu-downloader", graceful_timeout=settings.downloader_shutdown_timeout)
     commands = JStream(COMMANDS_STREAM.name, declare=False)
     state: dict[str, object] = {}
 
@@ -58,7 +58,7 @@ def create_app(settings: DownloaderSettings) -> FastStream:
         Subjects.DOWNLOAD_ENQUEUE,
         stream=commands,
         durable=ENQUEUE_CONSUMER,
-        config=enqueue_consumer_config(),
+        config=enqueue_consumer_config(settings.downloader_ack_wait_seconds),
         pull_sub=PullSub(batch_size=1),
         ack_policy=HandlerAckPolicy.MANUAL,
         title="downloads.cmd.enqueue",
@@ -150,7 +150,7 @@ def create_app(settings: DownloaderSettings) -> FastStream:
         in_flight = [task for task in _job_tasks if not task.done()]
         if in_flight:
             log.info("downloader.draining", jobs=len(in_flight))
-            _, pending = await asyncio.wait(in_flight, timeout=settings.shutdown_timeout_seconds)
+            _, pending = await asyncio.wait(in_flight, timeout=settings.downloader_shutdown_timeout)
             if pending:
                 await job_runner.stop_all("shutdown")
                 await asyncio.wait(pending, timeout=10)
@@ -210,4 +210,4 @@ async def _janitor(job_runner: JobRunner, settings: DownloaderSettings) -> None:
                 log.info("janitor.jobs_deleted", count=deleted)
         except Exception as error:
             log.warning("janitor.failed", error=repr(error))
-        await asyncio.sleep(settings.janitor_interval_seconds)
+        await asyncio.sleep(settings.downloader_janitor_interval)

@@ -135,8 +135,8 @@ class JobRunner:
                 claim_attempts = (await self.store.get(job_id))
                 attempts = claim_attempts.attempts if claim_attempts else 1
                 delay = min(
-                    self.settings.retry_base_delay_seconds * 2 ** max(attempts - 1, 0),
-                    self.settings.retry_max_delay_seconds,
+                    self.settings.downloader_retry_base_delay * 2 ** max(attempts - 1, 0),
+                    self.settings.downloader_retry_max_delay,
                 )
                 await message.nack(delay=delay)
                 log.info("runner.retry_scheduled", delay_seconds=delay, attempts=attempts)

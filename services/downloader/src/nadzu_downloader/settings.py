@@ -28,12 +28,18 @@ class DownloaderSettings(CommonSettings):
     jobs_retention: float = Field(default=2_592_000.0, gt=0)
     metrics_port: int | None = None
 
-    # Seconds between in-progress acks of a running job; well under the consumer's ack wait.
-    heartbeat_seconds: float = Field(default=10.0, gt=0)
+    # Seconds without an ack before NATS hands a command to another replica (a crashed one's job resumes
+    # after this long). Every replica of a deploy must use the same value.
+    downloader_ack_wait_seconds: float = Field(default=60.0, ge=1)
     # First retry delay after a transient failure, doubled on each later attempt.
-    retry_base_delay_seconds: float = Field(default=5.0, ge=0)
-    retry_max_delay_seconds: float = Field(default=300.0, ge=0)
+    downloader_retry_base_delay: float = Field(default=5.0, ge=0)
+    downloader_retry_max_delay: float = Field(default=300.0, ge=0)
     # Seconds between janitor passes that expire old files and delete old job records.
-    janitor_interval_seconds: float = Field(default=60.0, gt=0)
+    downloader_janitor_interval: float = Field(default=60.0, gt=0)
     # Seconds a SIGTERM waits for running jobs before handing them back to the queue.
-    shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
+    downloader_shutdown_timeout: float = Field(default=20.0, gt=0)
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        """Seconds between in-progress acks of a running job: a quarter of the ack wait."""
+        return self.downloader_ack_wait_seconds / 4

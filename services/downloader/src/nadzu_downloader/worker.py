@@ -11,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -137,6 +140,18 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _probe_duration(path: Path) -> float | None:
+    """Read the duration from the file itself when the extractor did not report one."""
+    try:
+        completed = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )
+        return round(float(completed.stdout.strip()), 3)
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+
+
 def _options(job: dict[str, Any], workdir: Path, hook: Any) -> dict[str, Any]:
     requested = job["format"]
     options: dict[str, Any] = {
@@ -242,6 +257,7 @@ def run_job(job: dict[str, Any], send: Any) -> dict[str, Any]:
     if size > job["max_filesize"]:
         raise JobFailure("permanent", "too-large", f"The file is {size} bytes; the limit is {job['max_filesize']}.")
 
+    duration = info.get("duration") or _probe_duration(path)
     return {
         "type": "done",
         "path": str(path),
@@ -249,7 +265,7 @@ def run_job(job: dict[str, Any], send: Any) -> dict[str, Any]:
         "size": size,
         "sha256": _sha256(path),
         "title": info.get("title"),
-        "duration": info.get("duration"),
+        "duration": duration,
     }
 
 
@@ -274,7 +290,24 @@ def serve(commands: TextIO, protocol: TextIO) -> None:
             send({"type": "error", "kind": failure.kind, "code": failure.code, "message": failure.message})
 
 
+def _die_with_parent() -> None:
+    """Kill this worker's process group when the downloader that started it is gone.
+
+    A downloader killed with SIGKILL cannot stop its workers; left running, one would keep writing into a
+    job directory that the job's next attempt is using.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main() -> None:
+    _die_with_parent()
     # Keep the real stdout for the protocol and point file descriptor 1 at stderr, so output from
     # yt-dlp or any child process cannot interleave with protocol lines.
     protocol = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")

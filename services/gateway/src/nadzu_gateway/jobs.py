@@ -2,7 +2,8 @@
 
 Every job event carries the job's whole state, so the latest event of each job is its current state. The
 directory follows the stream from the last event of every job onwards and keeps that state in memory:
-reads and listings cost no round trip and keep working while the downloader is down or backlogged.
+listings cost no round trip, and reads and listings keep working while the downloader is down or
+backlogged.
 """
 
 from __future__ import annotations
@@ -79,17 +80,18 @@ class JobDirectory:
             self._entries[job.id] = JobEntry(sequence, job)
 
     async def get(self, job_id: uuid.UUID) -> JobEntry | None:
-        """Return a job's latest state, asking the stream when this replica has not seen the job yet."""
-        entry = self._entries.get(job_id)
-        if entry is not None:
-            return entry
+        """Return a job's latest state, read from the stream so it is never behind this replica's events.
+
+        The in-memory copy can trail an event another subscription of this process has already seen (an
+        SSE client reading `completed` and then asking for the job), so single reads go to the stream.
+        """
         try:
             msg = await self._js.get_last_msg(EVENTS_STREAM.name, Subjects.download_events(job_id))
         except NotFoundError:
             return None
         event = JobEvent.model_validate_json(msg.data or b"")
         self.record(msg.seq or 0, event.job)
-        return self._entries.get(job_id)
+        return JobEntry(msg.seq or 0, event.job)
 
     def list(
         self, owner: str | None, status: JobStatus | None, before: uuid.UUID | None, limit: int

@@ -114,6 +114,8 @@ class _Follower:
 async def _finished_history(js: JetStreamContext, job_id: uuid.UUID, after: int, last: int) -> list[tuple[int, JobEvent]]:
     """Return a finished job's events after `after`, up to and including its first terminal event."""
     events: list[tuple[int, JobEvent]] = []
+    if after >= last:
+        return events
     async with _Follower(js, job_id, after + 1) as follower:
         while True:
             sequence, event = await asyncio.wait_for(follower.next_event(), timeout=10)

@@ -88,7 +88,10 @@ def validate_format(selector: str) -> str:
         detail="Use 'video', 'audio' or a yt-dlp format selector such as 'bv*+ba/b'.",
         errors=[{"field": "format", "code": "invalid-format", "message": f"Cannot parse format {selector!r}."}],
     )
-    if not selector or len(selector) > MAX_FORMAT_LENGTH or not _SELECTOR_CHARACTERS.match(selector):
+    # A leading dash could read as an option to any tool that is handed the selector later.
+    if not selector or selector.startswith("-") or len(selector) > MAX_FORMAT_LENGTH:
+        raise problem
+    if not _SELECTOR_CHARACTERS.match(selector):
         raise problem
     try:
         _format_parser().build_format_selector(selector)  # type: ignore[attr-defined]

@@ -172,7 +172,12 @@ class MediaServer:
                 if self.command != "HEAD":
                     self.wfile.write(body)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        class QuietServer(ThreadingHTTPServer):
+            def handle_error(self, request: object, client_address: object) -> None:
+                # Clients that hang up mid-transfer (a cancelled download) are expected here.
+                return
+
+        self._httpd = QuietServer(("127.0.0.1", port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 

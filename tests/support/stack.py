@@ -1,0 +1,233 @@
+"""Real processes for end-to-end tests: nats-server, the gateway and downloader replicas.
+
+Every test session (every pytest-xdist worker) gets its own NATS server and database, so tests in
+parallel never share a stream. Tests that stop or kill services build a stack of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+NATS_SERVER = BIN / "nats-server"
+POSTGRES_URL = os.environ.get("NADZU_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("NADZU_TEST_REDIS", "redis://127.0.0.1:6379/1")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+class NatsServer:
+    """A private nats-server with JetStream on a free port and a temporary store."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.store = Path(tempfile.mkdtemp(prefix="nadzu-nats-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> NatsServer:
+        self.process = subprocess.Popen(
+            [str(NATS_SERVER), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        shutil.rmtree(self.store, ignore_errors=True)
+
+
+def create_database() -> str:
+    """Create an empty database for one stack and return its URL."""
+    name = f"nadzu_test_{uuid.uuid4().hex[:12]}"
+    subprocess.run(
+        ["psql", f"{POSTGRES_URL}/postgres", "-q", "-c", f'CREATE DATABASE "{name}"'],
+        check=True, capture_output=True,
+    )
+    return f"{POSTGRES_URL}/{name}"
+
+
+def drop_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    subprocess.run(
+        ["psql", f"{POSTGRES_URL}/postgres", "-q", "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
+        check=False, capture_output=True,
+    )
+
+
+@dataclass
+class Service:
+    """One service process, its output kept in a log file for failure reports."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def kill(self) -> None:
+        if self.alive():
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-20000:]
+
+
+@dataclass
+class Stack:
+    """A NATS server, a database and a downloads directory, with gateways and downloaders on demand."""
+
+    nats: NatsServer
+    database_url: str
+    downloads_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    services: list[Service] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, **env: str) -> Stack:
+        nats = NatsServer().start()
+        downloads = Path(tempfile.mkdtemp(prefix="nadzu-downloads-"))
+        base_env = {
+            "NATS_URL": nats.url,
+            "DATABASE_URL": create_database(),
+            "REDIS_URL": REDIS_URL,
+            "DOWNLOADS_DIR": str(downloads),
+            "DOWNLOADER_ALLOW_PRIVATE_URLS": "true",
+            "DOWNLOADER_CONCURRENCY": "2",
+            "DOWNLOADER_ACK_WAIT_SECONDS": "4",
+            "DOWNLOADER_RETRY_BASE_DELAY": "0.5",
+            "DOWNLOADER_SHUTDOWN_TIMEOUT": "5",
+            "DOWNLOADER_ARIA2C": "false",
+            "SSE_HEARTBEAT_SECONDS": "1",
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+        }
+        base_env.update(env)
+        return cls(nats=nats, database_url=base_env["DATABASE_URL"], downloads_dir=downloads, env=base_env)
+
+    def _spawn(self, name: str, command: list[str], extra_env: dict[str, str]) -> Service:
+        log_path = self.downloads_dir.parent / f"{self.downloads_dir.name}-{name}-{len(self.services)}.log"
+        env = {**os.environ, **self.env, **extra_env}
+        env.pop("CI", None)
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT)
+        service = Service(name, process, log_path)
+        self.services.append(service)
+        return service
+
+    def start_gateway(self, **extra_env: str) -> Gateway:
+        port = free_port()
+        env = {"GATEWAY_PORT": str(port), "GATEWAY_HOST": "127.0.0.1", **extra_env}
+        service = self._spawn("gateway", [str(BIN / "nadzu-gateway")], env)
+        gateway = Gateway(service, f"http://127.0.0.1:{port}")
+        gateway.wait_started()
+        return gateway
+
+    def start_downloader(self, wait: bool = True, **extra_env: str) -> Service:
+        service = self._spawn("downloader", [str(BIN / "nadzu-downloader")], extra_env)
+        if wait:
+            self.wait_downloader_ready(service)
+        return service
+
+    def wait_downloader_ready(self, service: Service, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not service.alive():
+                raise RuntimeError(f"downloader exited:\n{service.log()}")
+            if "downloader.started" in service.log_path.read_text(errors="replace"):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"downloader not started after {timeout} s:\n{service.log()}")
+
+    def close(self) -> None:
+        for service in reversed(self.services):
+            service.stop(timeout=15)
+        self.nats.stop()
+        drop_database(self.database_url)
+        shutil.rmtree(self.downloads_dir, ignore_errors=True)
+
+
+@dataclass
+class Gateway:
+    service: Service
+    base_url: str
+
+    def wait_started(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.service.alive():
+                raise RuntimeError(f"gateway exited:\n{self.service.log()}")
+            try:
+                if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"gateway not started after {timeout} s")
+
+
+def parse_sse(lines: Iterator[str]) -> Iterator[dict[str, object]]:
+    """Parse a `text/event-stream` body into events: `{"event", "id", "data"}`, and comments."""
+    event: dict[str, object] = {}
+    data: list[str] = []
+    for line in lines:
+        if line == "":
+            if data or event:
+                if data:
+                    event["data"] = json.loads("\n".join(data))
+                yield event
+            event, data = {}, []
+        elif line.startswith(":"):
+            yield {"comment": line[1:].strip()}
+        else:
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "data":
+                data.append(value)
+            elif name in ("event", "id", "retry"):
+                event[name] = value
