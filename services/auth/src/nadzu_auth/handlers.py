@@ -1,0 +1,142 @@
+"""NATS request/reply handlers: decode the request model, call the domain, reply with a typed model.
+
+Every reply is the request's reply model, with either its payload or an `AuthError`; this module is the
+one place where service errors become reply errors. Handlers never raise, because a core NATS requester
+would otherwise wait for its timeout instead of getting an answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from faststream.nats import NatsBroker
+from faststream.nats.annotations import NatsMessage
+from nadzu_common.auth import (
+    AUTH_QUEUE_GROUP,
+    AuthError,
+    AuthErrorCode,
+    AuthReply,
+    AuthSubjects,
+    CreateKeyCommand,
+    CreateKeyReply,
+    CreateSessionCommand,
+    CreateSessionReply,
+    ListKeysQuery,
+    ListKeysReply,
+    RevokeKeyCommand,
+    RevokeKeyReply,
+    VerifyKeyQuery,
+    VerifyKeyReply,
+)
+from nadzu_common.bus import encode
+from nadzu_common.logging import bound_context, get_logger
+from nadzu_common.messages import HealthReply, Message
+from pydantic import ValidationError
+
+from .errors import AuthServiceError, InvalidRequest, StorageUnavailable
+from .keys import KeyService
+from .sessions import SessionService
+from .storage import Storage
+
+log = get_logger(__name__)
+
+RequestT = TypeVar("RequestT", bound=Message)
+ReplyT = TypeVar("ReplyT", bound=AuthReply)
+
+
+def _invalid_request(error: ValidationError) -> InvalidRequest:
+    fields = [".".join(str(part) for part in item["loc"]) or "body" for item in error.errors()]
+    details = "; ".join(f"{field}: {item['msg']}" for field, item in zip(fields, error.errors(), strict=True))
+    return InvalidRequest(f"invalid request: {details}", reasons=fields)
+
+
+async def serve(
+    message: NatsMessage,
+    request_model: type[RequestT],
+    reply_model: type[ReplyT],
+    action: Callable[[RequestT], Awaitable[ReplyT]],
+    quiet_failures: bool = False,
+) -> bytes:
+    """Run one request through `action` and return the encoded reply, mapping every error to `AuthError`."""
+    headers = message.headers or {}
+    with bound_context(request_id=headers.get("X-Request-Id"), subject=message.raw_message.subject):
+        try:
+            request = request_model.model_validate_json(message.body)
+        except ValidationError as error:
+            failure = _invalid_request(error)
+            log.info("rpc.invalid_request", reasons=failure.reasons)
+            return encode(reply_model(error=failure.to_reply()))
+
+        try:
+            reply = await action(request)
+        except AuthServiceError as error:
+            if error.retryable:
+                log.warning("rpc.failed", code=error.code.value, error=error.message)
+            elif quiet_failures:
+                log.debug("rpc.rejected", code=error.code.value, error=error.message)
+            else:
+                log.info("rpc.rejected", code=error.code.value, error=error.message)
+            return encode(reply_model(error=error.to_reply()))
+        except Exception:
+            log.exception("rpc.unexpected_error")
+            internal = AuthError(code=AuthErrorCode.INTERNAL_ERROR, message="an unexpected error occurred")
+            return encode(reply_model(error=internal))
+
+        return encode(reply)
+
+
+def register_handlers(
+    broker: NatsBroker, keys: KeyService, sessions: SessionService, storage: Storage
+) -> None:
+    """Subscribe the auth RPC subjects in the `auth` queue group."""
+
+    async def verify(query: VerifyKeyQuery) -> VerifyKeyReply:
+        return VerifyKeyReply(key=await keys.verify(query.key_hash))
+
+    async def create(command: CreateKeyCommand) -> CreateKeyReply:
+        secret, info = await keys.create(command)
+        return CreateKeyReply(key=secret, info=info)
+
+    async def list_keys(query: ListKeysQuery) -> ListKeysReply:
+        return ListKeysReply(items=await keys.list(query))
+
+    async def revoke(command: RevokeKeyCommand) -> RevokeKeyReply:
+        return RevokeKeyReply(info=await keys.revoke(command))
+
+    async def create_session(command: CreateSessionCommand) -> CreateSessionReply:
+        session = await sessions.create(command)
+        return CreateSessionReply(access_token=session.token, expires_in=session.expires_in)
+
+    @broker.subscriber(AuthSubjects.VERIFY_KEY, queue=AUTH_QUEUE_GROUP, title="auth.rpc.verify-key")
+    async def handle_verify_key(message: NatsMessage) -> bytes:
+        # Failed verifications are routine (expired keys, guessing), so they log at debug level.
+        return await serve(message, VerifyKeyQuery, VerifyKeyReply, verify, quiet_failures=True)
+
+    @broker.subscriber(AuthSubjects.CREATE_KEY, queue=AUTH_QUEUE_GROUP, title="auth.rpc.create-key")
+    async def handle_create_key(message: NatsMessage) -> bytes:
+        return await serve(message, CreateKeyCommand, CreateKeyReply, create)
+
+    @broker.subscriber(AuthSubjects.LIST_KEYS, queue=AUTH_QUEUE_GROUP, title="auth.rpc.list-keys")
+    async def handle_list_keys(message: NatsMessage) -> bytes:
+        return await serve(message, ListKeysQuery, ListKeysReply, list_keys)
+
+    @broker.subscriber(AuthSubjects.REVOKE_KEY, queue=AUTH_QUEUE_GROUP, title="auth.rpc.revoke-key")
+    async def handle_revoke_key(message: NatsMessage) -> bytes:
+        return await serve(message, RevokeKeyCommand, RevokeKeyReply, revoke)
+
+    @broker.subscriber(AuthSubjects.CREATE_SESSION, queue=AUTH_QUEUE_GROUP, title="auth.rpc.create-session")
+    async def handle_create_session(message: NatsMessage) -> bytes:
+        return await serve(message, CreateSessionCommand, CreateSessionReply, create_session)
+
+    @broker.subscriber(AuthSubjects.HEALTH, queue=AUTH_QUEUE_GROUP, title="auth.rpc.health")
+    async def handle_health(message: NatsMessage) -> bytes:
+        try:
+            await storage.ping()
+        except StorageUnavailable as error:
+            reply = HealthReply(
+                status="unavailable", service="auth", detail=error.message, checks={"database": "unavailable"}
+            )
+        else:
+            reply = HealthReply(status="ok", service="auth", checks={"database": "ok"})
+        return encode(reply)

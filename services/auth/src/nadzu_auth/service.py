@@ -1,0 +1,150 @@
+"""Wiring of the auth service: database, bus, captcha client and handlers, started and stopped in order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import nats.errors
+from faststream.nats import NatsBroker
+from nadzu_common.auth import AUTH_EVENTS_STREAM, AuthSubjects, KeyRevoked, TokenSigner
+from nadzu_common.bus import encode, message_headers
+from nadzu_common.logging import get_logger
+from nadzu_common.tracing import tracing_enabled
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from .captcha import CaptchaConfig, CaptchaVerifier
+from .errors import RetryableError
+from .handlers import register_handlers
+from .keys import KeyService, LastUsedRecorder
+from .sessions import SessionService
+from .settings import AuthSettings
+from .storage import Storage, wait_for_database
+
+log = get_logger(__name__)
+
+_PUBLISH_TIMEOUT_SECONDS = 2.0
+_DATABASE_CONNECT_ATTEMPTS = 30
+_DATABASE_CONNECT_DELAY_SECONDS = 1.0
+
+
+class EventsUnavailable(RetryableError):
+    """The revocation is stored but its event could not be published; repeating the request publishes it."""
+
+
+@dataclass
+class AuthService:
+    settings: AuthSettings
+    broker: NatsBroker
+    storage: Storage
+    keys: KeyService
+    sessions: SessionService
+
+
+async def ensure_auth_stream(js: JetStreamContext, replicas: int) -> None:
+    """Create or update the AUTH_EVENTS stream."""
+    config = AUTH_EVENTS_STREAM.config(replicas)
+    try:
+        await js.stream_info(AUTH_EVENTS_STREAM.name)
+    except NotFoundError:
+        await js.add_stream(config)
+        log.info("nats.stream_created", stream=AUTH_EVENTS_STREAM.name)
+    else:
+        await js.update_stream(config)
+
+
+def revocation_publisher(broker: NatsBroker):  # type: ignore[no-untyped-def]
+    """Return the function that publishes `auth.evt.key-revoked` to JetStream and waits for its ack."""
+
+    async def publish(event: KeyRevoked, request_id: str | None) -> None:
+        # The message id de-duplicates a repeated revocation inside the stream's duplicate window.
+        headers = message_headers(msg_id=f"{event.key_id}:key-revoked", request_id=request_id)
+        try:
+            await broker.publish(
+                encode(event),
+                AuthSubjects.KEY_REVOKED,
+                headers=headers,
+                stream=AUTH_EVENTS_STREAM.name,
+                timeout=_PUBLISH_TIMEOUT_SECONDS,
+            )
+        except (nats.errors.Error, TimeoutError) as error:
+            log.warning("keys.revocation_publish_failed", key_id=str(event.key_id), error=repr(error))
+            raise EventsUnavailable(
+                "the key is revoked but gateways were not notified; repeat the request"
+            ) from error
+
+    return publish
+
+
+def _make_broker(settings: AuthSettings) -> NatsBroker:
+    middlewares = []
+    if tracing_enabled():
+        from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+
+        middlewares.append(NatsTelemetryMiddleware())
+
+    return NatsBroker(
+        settings.nats_servers,
+        name="nadzu-auth",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        connect_timeout=5,
+        graceful_timeout=settings.auth_shutdown_timeout_seconds,
+        middlewares=middlewares,
+        # One line per message would flood the logs on the verify-key path.
+        log_level=logging.DEBUG,
+    )
+
+
+@asynccontextmanager
+async def running_service(settings: AuthSettings) -> AsyncIterator[AuthService]:
+    """Start the auth service, yield it while it serves requests, then stop it gracefully."""
+    async with AsyncExitStack() as stack:
+        storage = await wait_for_database(
+            settings.database_url,
+            settings.auth_db_pool_size,
+            attempts=_DATABASE_CONNECT_ATTEMPTS,
+            delay=_DATABASE_CONNECT_DELAY_SECONDS,
+        )
+        stack.push_async_callback(storage.close)
+        await storage.migrate()
+
+        broker = _make_broker(settings)
+        await broker.connect()
+        stack.push_async_callback(broker.stop)
+        await ensure_auth_stream(broker.config.connection_state.stream, settings.nats_stream_replicas)
+
+        last_used = LastUsedRecorder(storage, settings.auth_last_used_flush_seconds)
+        keys = KeyService(storage, last_used, revocation_publisher(broker))
+        if settings.admin_api_key is not None:
+            await keys.ensure_bootstrap_key(settings.admin_api_key.get_secret_value())
+        else:
+            hint = "set ADMIN_API_KEY to administer keys on a fresh deploy"
+            log.warning("keys.no_bootstrap_key", hint=hint)
+
+        verifier = CaptchaVerifier(CaptchaConfig.from_settings(settings))
+        stack.push_async_callback(verifier.close)
+        if not verifier.configured:
+            log.warning("captcha.not_configured", hint="set RECAPTCHA_SECRET to issue sessions")
+
+        signer = TokenSigner(settings.session_secret.get_secret_value())
+        sessions = SessionService(verifier, signer, settings.session_ttl)
+
+        register_handlers(broker, keys, sessions, storage)
+        last_used.start()
+        # Registered after the broker's stop, so it runs first: handlers stop before the last flush.
+        stack.push_async_callback(last_used.stop)
+        await broker.start()
+        stack.push_async_callback(broker.stop)
+        # A round trip to the server makes sure it has processed our subscriptions before we report ready,
+        # so a request sent right after start-up finds a responder.
+        await broker.config.connection_state.connection.flush()
+
+        log.info("auth.started", captcha=verifier.configured, session_ttl=settings.session_ttl)
+        try:
+            yield AuthService(settings=settings, broker=broker, storage=storage, keys=keys, sessions=sessions)
+        finally:
+            log.info("auth.stopping")
