@@ -76,6 +76,8 @@ class FakeGitHub:
         self.gate = threading.Event()
         self.gate.set()
         self.stall_seconds = 5.0
+        # Delay of every calendar answer, seconds; the benchmark sets it to mimic GitHub's latency.
+        self.latency_seconds = 0.0
         self.active = 0
         self.max_active = 0
         self._condition = threading.Condition()
@@ -170,6 +172,8 @@ class FakeGitHub:
             self._condition.notify_all()
         try:
             self.gate.wait(self.stall_seconds)
+            if self.latency_seconds:
+                time.sleep(self.latency_seconds)
             return self._calendar_answer(login, start, end)
         finally:
             with self._condition:

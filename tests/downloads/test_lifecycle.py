@@ -43,12 +43,27 @@ def _history(stack: Stack, job_id: str) -> list[str]:
     return asyncio.run(read())
 
 
-def _consumer_idle(stack: Stack) -> bool:
+def _consumer_idle(stack: Stack, timeout: float = 10) -> bool:
+    """Whether the enqueue consumer has nothing pending or unacked within `timeout`.
+
+    A job's final event is published just before its command is acked, so the ack may trail it briefly;
+    NATS sends no event for an ack, which is why this polls the consumer's state.
+    """
+
     async def check() -> bool:
         nc = await nats.connect(stack.nats.url)
-        info = await nc.jetstream().consumer_info(COMMANDS_STREAM.name, ENQUEUE_CONSUMER)
-        await nc.close()
-        return info.num_pending == 0 and info.num_ack_pending == 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                info = await nc.jetstream().consumer_info(COMMANDS_STREAM.name, ENQUEUE_CONSUMER)
+                if info.num_pending == 0 and info.num_ack_pending == 0:
+                    return True
+                if loop.time() > deadline:
+                    return False
+                await asyncio.sleep(0.05)
+        finally:
+            await nc.close()
 
     return asyncio.run(check())
 

@@ -181,7 +181,10 @@ class JobRunner:
             return await self._attempt(command, job, running)
         finally:
             self.running.pop(job.id, None)
-            shutil.rmtree(self.partial_dir(job.id), ignore_errors=True)
+            self.discard_partial(job.id)
+
+    def discard_partial(self, job_id: uuid.UUID) -> None:
+        shutil.rmtree(self.partial_dir(job_id), ignore_errors=True)
 
     async def _attempt(
         self, command: EnqueueDownload, job: JobState, running: RunningJob
@@ -214,6 +217,7 @@ class JobRunner:
             return await self._stopped(job, running, reporter)
         await reporter.finish()
         result = await asyncio.to_thread(self._store_file, job.id, done)
+        self.discard_partial(job.id)
         completed = await self.store.complete(job.id, result, reporter.progress, self.settings.downloads_ttl)
         if completed is None:
             # Cancelled between the end of the transfer and this update: the file must not outlive the job.
@@ -266,6 +270,8 @@ class JobRunner:
     async def _stopped(
         self, job: JobState, running: RunningJob, reporter: ProgressReporter
     ) -> Literal["done", "handed-back"]:
+        # Clients may look for leftovers as soon as they see the outcome, so clean up before reporting it.
+        self.discard_partial(job.id)
         if running.stop_reason == "shutdown":
             error = JobError(code="interrupted", message="The downloader shut down; the job will run again.")
             requeued = await self.store.requeue(job.id, error, reporter.progress)
@@ -283,6 +289,7 @@ class JobRunner:
     async def _failed(
         self, command: EnqueueDownload, job: JobState, error: DownloaderError, reporter: ProgressReporter
     ) -> Literal["done", "retry"]:
+        self.discard_partial(job.id)
         await reporter.flush()
         job_error = JobError(code=error.code, message=error.message)
         if not error.retryable:
