@@ -9,11 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import pytest
 import pytest_asyncio
-from nats.aio.client import Client as NatsClient
-from nats.js.api import DeliverPolicy
-
 from nadzu_auth.service import AuthService
 from nadzu_common.auth import (
     AUTH_EVENTS_STREAM,
@@ -29,8 +25,10 @@ from nadzu_common.auth import (
     hash_api_key,
 )
 from nadzu_common.messages import HealthReply
+from nats.aio.client import Client as NatsClient
+from nats.js.api import DeliverPolicy
 
-from .conftest import ADMIN_KEY
+from .conftest import ADMIN_KEY, StartService
 
 ADMIN_HASH = hash_api_key(ADMIN_KEY)
 
@@ -47,11 +45,11 @@ class RevocationWatcher:
             self.events.append(KeyRevoked.model_validate_json(message.data))
             self._changed.notify_all()
 
-    async def wait_for(self, key_id: uuid.UUID, count: int = 1, timeout: float = 5.0) -> list[KeyRevoked]:
+    async def wait_for(self, key_id: uuid.UUID, count: int = 1) -> list[KeyRevoked]:
         def matching() -> list[KeyRevoked]:
             return [event for event in self.events if event.key_id == key_id]
 
-        async with asyncio.timeout(timeout), self._changed:
+        async with asyncio.timeout(5), self._changed:
             await self._changed.wait_for(lambda: len(matching()) >= count)
         return matching()
 
@@ -103,7 +101,10 @@ async def test_created_key_verifies(service: AuthService, auth: AuthClient) -> N
     expires_at = datetime.now(UTC) + timedelta(days=1)
     reply = await auth.create_key(
         CreateKeyCommand(
-            actor_key_hash=ADMIN_HASH, name="  ci runner  ", scopes=[Scope.DOWNLOADS], tier="gold",
+            actor_key_hash=ADMIN_HASH,
+            name="  ci runner  ",
+            scopes=[Scope.DOWNLOADS],
+            tier="gold",
             expires_at=expires_at,
         )
     )
@@ -168,7 +169,9 @@ async def test_unknown_actor_rejected(service: AuthService, auth: AuthClient) ->
 async def test_created_admin_can_manage(service: AuthService, auth: AuthClient) -> None:
     admin_secret, _ = await create_key(auth, scopes=[Scope.ADMIN])
 
-    reply = await auth.create_key(CreateKeyCommand(actor_key_hash=hash_api_key(admin_secret), name="by admin"))
+    reply = await auth.create_key(
+        CreateKeyCommand(actor_key_hash=hash_api_key(admin_secret), name="by admin")
+    )
 
     assert reply.error is None
 
@@ -188,7 +191,9 @@ async def test_expired_key_rejected(service: AuthService, auth: AuthClient, db: 
     secret, key_id = await create_key(auth, expires_at=soon)
     assert (await auth.verify_key(secret)).error is None
 
-    await db.execute("UPDATE auth.api_keys SET expires_at = now() - interval '1 second' WHERE id = $1", key_id)
+    await db.execute(
+        "UPDATE auth.api_keys SET expires_at = now() - interval '1 second' WHERE id = $1", key_id
+    )
     reply = await auth.verify_key(secret)
 
     assert reply.key is None
@@ -260,13 +265,15 @@ async def test_list_keys_without_secrets(service: AuthService, auth: AuthClient,
 
 
 async def test_last_used_written_on_stop(
-    start_service, auth: AuthClient, db: asyncpg.Connection  # type: ignore[no-untyped-def]
+    start_service: StartService, auth: AuthClient, db: asyncpg.Connection
 ) -> None:
     async with start_service(auth_last_used_flush_seconds=3600):
         secret, key_id = await create_key(auth)
         before = datetime.now(UTC)
         assert (await auth.verify_key(secret)).error is None
-        stored_while_running = await db.fetchval("SELECT last_used_at FROM auth.api_keys WHERE id = $1", key_id)
+        stored_while_running = await db.fetchval(
+            "SELECT last_used_at FROM auth.api_keys WHERE id = $1", key_id
+        )
 
     stored = await db.fetchval("SELECT last_used_at FROM auth.api_keys WHERE id = $1", key_id)
 
@@ -276,7 +283,7 @@ async def test_last_used_written_on_stop(
 
 
 async def test_last_used_flushed_in_batches(
-    start_service, auth: AuthClient, db: asyncpg.Connection  # type: ignore[no-untyped-def]
+    start_service: StartService, auth: AuthClient, db: asyncpg.Connection
 ) -> None:
     async with start_service(auth_last_used_flush_seconds=0.05) as running:
         secrets_and_ids = [await create_key(auth) for _ in range(3)]

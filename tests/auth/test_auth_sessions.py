@@ -6,7 +6,6 @@ import socket
 import threading
 
 import pytest
-
 from nadzu_common.auth import (
     AuthClient,
     AuthErrorCode,
@@ -52,7 +51,10 @@ async def test_v3_token_gives_session(
 ) -> None:
     fake, url = fake_recaptcha
     settings = captcha_settings(
-        url, session_ttl=600, recaptcha_expected_action="login", recaptcha_expected_hostnames="app.example.com"
+        url,
+        session_ttl=600,
+        recaptcha_expected_action="login",
+        recaptcha_expected_hostnames="app.example.com",
     )
     async with start_service(**settings):
         reply = await exchange(auth, fake.issue_v3(score=0.9), remote_ip="203.0.113.7")
@@ -82,7 +84,9 @@ async def test_v2_token_gives_session(
     assert "remoteip" not in fake.requests[-1]
 
 
-async def test_low_score_rejected(start_service: StartService, auth: AuthClient, fake_recaptcha: FakeProvider) -> None:
+async def test_low_score_rejected(
+    start_service: StartService, auth: AuthClient, fake_recaptcha: FakeProvider
+) -> None:
     fake, url = fake_recaptcha
     async with start_service(**captcha_settings(url, recaptcha_min_score=0.5)):
         low = await exchange(auth, fake.issue_v3(score=0.3))
@@ -121,7 +125,9 @@ async def test_every_failed_check_reported(
     start_service: StartService, auth: AuthClient, fake_recaptcha: FakeProvider
 ) -> None:
     fake, url = fake_recaptcha
-    settings = captcha_settings(url, recaptcha_expected_action="login", recaptcha_expected_hostnames="a.example")
+    settings = captcha_settings(
+        url, recaptcha_expected_action="login", recaptcha_expected_hostnames="a.example"
+    )
     async with start_service(**settings):
         reply = await exchange(auth, fake.issue_v3(score=0.1, action="other", hostname="b.example"))
 
@@ -200,7 +206,9 @@ async def test_provider_error_status(
     assert_unavailable(reply)
 
 
-async def test_provider_timeout(start_service: StartService, auth: AuthClient, fake_recaptcha: FakeProvider) -> None:
+async def test_provider_timeout(
+    start_service: StartService, auth: AuthClient, fake_recaptcha: FakeProvider
+) -> None:
     fake, url = fake_recaptcha
     token = fake.issue_v3()
     fake.hold = threading.Event()

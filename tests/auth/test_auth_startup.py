@@ -12,9 +12,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from nats.aio.client import Client as NatsClient
-from nats.js.api import DeliverPolicy
-
 from nadzu_auth.settings import AuthSettings
 from nadzu_auth.storage import MIGRATIONS, Storage
 from nadzu_common.auth import (
@@ -27,6 +24,8 @@ from nadzu_common.auth import (
     hash_api_key,
 )
 from nadzu_common.settings import load_settings
+from nats.aio.client import Client as NatsClient
+from nats.js.api import DeliverPolicy
 
 from .conftest import ADMIN_KEY, SESSION_SECRET, StartService
 
@@ -129,7 +128,9 @@ async def test_revoked_bootstrap_key_stays_revoked(start_service: StartService, 
     assert reply.error.code == AuthErrorCode.KEY_REVOKED
 
 
-async def test_no_bootstrap_key(start_service: StartService, auth: AuthClient, db: asyncpg.Connection) -> None:
+async def test_no_bootstrap_key(
+    start_service: StartService, auth: AuthClient, db: asyncpg.Connection
+) -> None:
     async with start_service(admin_api_key=None):
         reply = await auth.verify_key(ADMIN_KEY)
 
