@@ -30,7 +30,7 @@ from .fake_github import FakeGitHub
 
 NATS_SERVER = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "nats-server"
 REDIS_URL = "redis://127.0.0.1:6379/2"
-# Every service in these tests sees this as now, so spans and streaks do not depend on the run date.
+# Every service clock in these tests starts at noon of this day, so results do not depend on the run date.
 TODAY = date(2025, 3, 15)
 
 
@@ -194,7 +194,7 @@ async def start_service(
 
 
 async def _wait_until_served(client: NatsClient) -> None:
-    """Send invalid queries until one is answered.
+    """Send invalid queries until a replica replies to one.
 
     NOTE: a query sent right after the subscriber started sometimes got "no responders" (about one
     start in 30, nats-server 2.15.1, FastStream 0.7.8) even after a flush; the cause is not known.

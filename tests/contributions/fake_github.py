@@ -1,7 +1,7 @@
 """A local HTTP server that behaves like GitHub's GraphQL endpoint for contribution calendars.
 
 It checks the bearer token and the query's variables, rejects windows longer than one year with GitHub's
-validation error, answers unknown logins with `NOT_FOUND`, and can be told to rate-limit, fail or stall.
+validation error, returns `NOT_FOUND` for unknown logins, and can be set to rate-limit, fail or stall.
 """
 
 from __future__ import annotations
@@ -68,11 +68,11 @@ class FakeGitHub:
         self.users: dict[str, FakeUser] = {}
         self.calls: list[Call] = []
         self.violations: list[str] = []
-        # Windows (login in lower case, year of `from`) answered with a primary rate limit error.
+        # Windows (login in lower case, year of `from`) that get a primary rate limit error.
         self.rate_limited_windows: set[tuple[str, int]] = set()
-        # Status codes (with headers) for the next requests, one each, before normal answers resume.
+        # Status codes (with headers) for the next requests, one each, before normal responses resume.
         self.scripted_failures: list[tuple[int, dict[str, str]]] = []
-        # While cleared, answers wait (up to `stall_seconds`) before they are sent.
+        # While cleared, responses wait (up to `stall_seconds`) before they are sent.
         self.gate = threading.Event()
         self.gate.set()
         self.stall_seconds = 5.0

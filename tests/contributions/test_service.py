@@ -199,7 +199,7 @@ async def test_primary_rate_limit(
     assert reply.problem.retry_after is not None
     assert 100 <= reply.problem.retry_after <= 120
 
-    # While the limit lasts, other queries are answered without calling GitHub.
+    # While the limit lasts, other queries fail without calling GitHub.
     other = await ask(nc, username="leaper", year="2024")
     assert other.problem is not None
     assert other.problem.slug == "github-rate-limited"

@@ -1,6 +1,6 @@
 """Bodies of the contributions query, `contributions.rpc.get`, and its health probe.
 
-The gateway forwards the HTTP query parameters as the client sent them; the contributions service
+The gateway forwards the HTTP query parameters as the client sent them. Only the contributions service
 validates them, so the rules for usernames, dates and spans live in one place.
 """
 

@@ -50,7 +50,10 @@ async def run(settings: ContributionsSettings) -> None:
     async def start_service() -> None:
         await service.start()
         if settings.github_token is None:
-            log.warning("contributions.token_missing", detail="GITHUB_TOKEN is not set; queries answer 503")
+            log.warning(
+                "contributions.token_missing",
+                detail="GITHUB_TOKEN is not set, so every query returns 503 until it is set",
+            )
         log.info("contributions.started", default_user=settings.github_default_user)
 
     @app.after_shutdown

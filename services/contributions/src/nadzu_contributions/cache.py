@@ -1,8 +1,8 @@
 """Calendar cache in Redis: fresh for a TTL, then served stale while one refresh runs.
 
-Concurrent misses for one calendar make one upstream fetch, across replicas: the first request takes a
-Redis lock and fetches, the others wait for its completion message on a pub/sub channel and then read
-the stored calendar, or get the same error. Only complete calendars are stored; a failed fetch stores
+Concurrent misses for one calendar make one upstream fetch, across replicas. The first request takes a
+Redis lock and fetches. The others wait for its completion message on a pub/sub channel, then read the
+stored calendar or raise the same error. Only complete calendars are stored; a failed fetch stores
 nothing.
 """
 
@@ -214,7 +214,8 @@ class CalendarCache:
         age = (self._clock() - calendar.fetched_at).total_seconds()
         return max(0, int(self._fresh_ttl - age))
 
-    # Redis operations. A Redis outage degrades to fetching without cache or lock, it never fails a query.
+    # Redis operations. They catch `RedisError`, so a Redis outage degrades to fetching without cache or
+    # lock instead of failing the query.
 
     async def _read(self, key: str) -> ContributionCalendar | None:
         try:
@@ -243,11 +244,11 @@ class CalendarCache:
         """Take the fetch lock of `key`; returns its token, or None when another request holds it."""
         token = secrets.token_hex(16)
         try:
-            taken = await self._redis.set(f"{key}:lock", token, nx=True, ex=LOCK_TTL_SECONDS)
+            acquired = await self._redis.set(f"{key}:lock", token, nx=True, ex=LOCK_TTL_SECONDS)
         except redis.RedisError as error:
             log.warning("contributions.cache_unavailable", operation="lock", error=str(error))
             return token
-        return token if taken else None
+        return token if acquired else None
 
     async def _release(self, key: str, token: str) -> None:
         try:

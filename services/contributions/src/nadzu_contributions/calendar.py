@@ -13,7 +13,7 @@ from .streaks import compute_streaks
 
 
 def zero_window(login: str, window: Span) -> WindowCalendar:
-    """A window with no contributions, for years GitHub lists no contributions in."""
+    """Build a window of zero days, for years in which GitHub lists no contributions."""
     days = [ContributionDay(date=day, count=0, level=0) for day in window.dates()]
     return WindowCalendar(login=login, days=days, contribution_years=[])
 

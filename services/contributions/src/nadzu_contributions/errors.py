@@ -2,7 +2,7 @@
 
 A `RetryableError` may succeed when tried again later (GitHub down or rate-limited); a `PermanentError`
 will not (an unknown user, an invalid span). Errors from httpx and GitHub's payloads are translated into
-these in the GitHub client, so nothing past it sees GitHub's shapes.
+these in the GitHub client, so no other module handles GitHub's shapes.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class PermanentError(ContributionsError):
 
 
 class RetryableError(ContributionsError):
-    """The query may succeed later; `retry_after` says when, in seconds."""
+    """The query may succeed later, after `retry_after` seconds."""
 
     status = 503
     retry_after = 30
@@ -75,7 +75,7 @@ class UserNotFound(PermanentError):
 
 
 class DefaultUserNotConfigured(PermanentError):
-    """`GITHUB_DEFAULT_USER` is unset, so the path without a username has nobody to show."""
+    """`GITHUB_DEFAULT_USER` is unset, so the path without a username has no user to show."""
 
     status = 404
     slug = "default-user-not-configured"
@@ -91,7 +91,7 @@ class TokenMissing(RetryableError):
 
 
 class TokenRejected(RetryableError):
-    """GitHub answered 401 Bad credentials: the configured token is invalid, expired or revoked."""
+    """GitHub returned 401 Bad credentials because the configured token is invalid, expired or revoked."""
 
     slug = "github-token-rejected"
     title = "GitHub token rejected"
@@ -107,7 +107,7 @@ class GitHubRateLimited(RetryableError):
 
 
 class GitHubUnavailable(RetryableError):
-    """GitHub timed out, answered 5xx or answered something the client cannot read, after retries."""
+    """GitHub timed out, returned 5xx after retries, or returned a response the client cannot parse."""
 
     slug = "github-unavailable"
     title = "GitHub unavailable"

@@ -1,6 +1,6 @@
 """GitHub GraphQL client: the anti-corruption layer of the service.
 
-GitHub's payloads, status codes and headers stop here. The rest of the service sees `WindowCalendar`
+GitHub's payloads, status codes and headers stop here. The rest of the service gets `WindowCalendar`
 values and the errors of `errors.py`.
 """
 
@@ -53,7 +53,7 @@ query Contributions($login: String!, $from: DateTime!, $to: DateTime!) {
 """.strip()
 
 _LEVELS = {"NONE": 0, "FIRST_QUARTILE": 1, "SECOND_QUARTILE": 2, "THIRD_QUARTILE": 3, "FOURTH_QUARTILE": 4}
-# Error types GitHub uses in a 200 answer when the primary rate limit is spent.
+# Error types GitHub puts in a 200 response when the primary rate limit is spent.
 _RATE_LIMIT_TYPES = {"RATE_LIMITED", "RATE_LIMIT"}
 _DEFAULT_RATE_LIMIT_WAIT = 60
 
@@ -67,7 +67,7 @@ class WindowCalendar:
     contribution_years: list[int]
 
 
-# GitHub's answer, validated before anything is read from it.
+# GitHub's response body, validated before anything is read from it.
 
 
 class _Day(BaseModel):
@@ -104,7 +104,7 @@ class _GraphQLError(BaseModel):
     message: str = ""
 
 
-class _Answer(BaseModel):
+class _Response(BaseModel):
     data: _Data | None = None
     errors: list[_GraphQLError] = []
 
@@ -136,7 +136,7 @@ class GitHubClient:
         return self._token is not None
 
     async def fetch_window(self, login: str, window: Span) -> WindowCalendar:
-        """Fetch the calendar of `login` for the days of `window`, retrying timeouts and 5xx answers."""
+        """Fetch the calendar of `login` for the days of `window`, retrying timeouts and 5xx responses."""
         if self._token is None:
             raise TokenMissing("GITHUB_TOKEN is not set, so contributions cannot be fetched from GitHub.")
 
@@ -155,7 +155,7 @@ class GitHubClient:
                 if attempt == self._max_attempts:
                     log.error("github.unavailable", login=login, attempts=attempt, error=str(failure))
                     raise GitHubUnavailable(
-                        f"GitHub did not answer after {attempt} attempts ({failure})."
+                        f"GitHub failed {attempt} attempts in a row, the last one with: {failure}."
                     ) from None
                 delay = self._retry_backoff_seconds * 2 ** (attempt - 1) * (0.5 + random.random())  # noqa: S311
                 log.warning(
@@ -185,7 +185,7 @@ class GitHubClient:
 
         GITHUB_REQUESTS.labels(outcome=str(response.status_code)).inc()
         self._raise_for_status(response)
-        return _read_answer(response, login)
+        return _parse_response(response, login)
 
     @staticmethod
     def _raise_for_status(response: httpx.Response) -> None:
@@ -206,7 +206,7 @@ class GitHubClient:
             raise GitHubUnavailable("GitHub refused the request (HTTP 403).")
         if status != 200:
             log.error("github.unexpected_status", status=status, message=_message_of(response))
-            raise GitHubUnavailable(f"GitHub answered HTTP {status}.")
+            raise GitHubUnavailable(f"GitHub returned HTTP {status}.")
 
 
 def rate_limit_wait(headers: Mapping[str, str], now: float | None = None) -> int | None:
@@ -235,12 +235,12 @@ def _message_of(response: httpx.Response) -> str:
     return str(message)[:200]
 
 
-def _read_answer(response: httpx.Response, login: str) -> WindowCalendar:
+def _parse_response(response: httpx.Response, login: str) -> WindowCalendar:
     try:
-        answer = _Answer.model_validate_json(response.content)
+        answer = _Response.model_validate_json(response.content)
     except ValidationError as error:
-        log.error("github.unreadable_answer", login=login, error=str(error)[:300])
-        raise GitHubUnavailable("GitHub's answer could not be read.") from None
+        log.error("github.unparsable_response", login=login, error=str(error)[:300])
+        raise GitHubUnavailable("GitHub's response could not be parsed.") from None
 
     error_types = {error.type for error in answer.errors}
     if error_types & _RATE_LIMIT_TYPES:
@@ -269,5 +269,5 @@ def _read_answer(response: httpx.Response, login: str) -> WindowCalendar:
                 )
             except (KeyError, ValidationError):
                 log.error("github.unreadable_day", login=login, day=day.model_dump())
-                raise GitHubUnavailable("GitHub's answer could not be read.") from None
+                raise GitHubUnavailable("GitHub's response could not be parsed.") from None
     return WindowCalendar(login=user.login, days=days, contribution_years=collection.contributionYears)

@@ -1,11 +1,12 @@
 """Bus handlers: `contributions.rpc.get` and `contributions.rpc.health`, core NATS request/reply.
 
 Both subscribe in a queue group, so each query reaches one replica. Core NATS has no acknowledgements
-or redeliveries: a query whose reply is lost times out at the gateway, which answers 503.
+or redeliveries: a query whose reply is lost times out at the gateway, which then responds 503.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from faststream.nats import NatsBroker, NatsMessage
@@ -41,6 +42,8 @@ def create_broker(
         graceful_timeout=GRACEFUL_TIMEOUT_SECONDS,
         middlewares=middlewares,
         max_reconnect_attempts=-1,
+        # FastStream logs every message received and processed; at INFO that is two lines per query.
+        log_level=logging.DEBUG,
     )
 
     @broker.subscriber(

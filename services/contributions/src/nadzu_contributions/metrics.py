@@ -20,6 +20,6 @@ CACHE_LOOKUPS = Counter(
 )
 QUERIES = Counter(
     "nadzu_contributions_queries_total",
-    "Contributions queries answered, by problem slug (`ok` for a calendar).",
+    "Contributions queries replied to, by problem slug (`ok` for a calendar or SVG).",
     ["outcome"],
 )

@@ -54,7 +54,7 @@ class ContributionsService:
         await self.cache.stop()
 
     async def health(self) -> str | None:
-        """Return None when Redis answers, else the reason."""
+        """Return None when Redis replies to a ping, else the reason."""
         try:
             await self._redis.ping()
         except redis.RedisError as error:
@@ -62,7 +62,7 @@ class ContributionsService:
         return None
 
     async def answer(self, query: ContributionsQuery) -> ContributionsReply:
-        """Answer one query; raises a `ContributionsError` for every problem the caller must see."""
+        """Build the reply to one query, or raise a `ContributionsError` for the caller to see."""
         login = query.username if query.username is not None else self._settings.github_default_user
         if login is None:
             raise DefaultUserNotConfigured(
@@ -89,7 +89,7 @@ class ContributionsService:
         windows = span.windows()
         log.info("contributions.fetch", login=login, first=span.first, last=span.last, windows=len(windows))
 
-        # The newest window also tells which years have any contributions; older windows in other years
+        # The newest window also lists the years with any contributions. Older windows in other years
         # are all zeros and are not fetched.
         newest = await self._fetch_window(login, windows[-1])
         years = set(newest.contribution_years)

@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 
 class ContributionsSettings(CommonSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
-    # Unset: every query is answered with a 503 `github-token-missing` problem.
+    # Unset: every query fails with a 503 `github-token-missing` problem.
     github_token: SecretStr | None = None
     github_graphql_url: str = "https://api.github.com/graphql"
     github_default_user: str | None = None
@@ -25,7 +25,7 @@ class ContributionsSettings(CommonSettings):
 
     # Seconds to wait for one GitHub response.
     github_timeout_seconds: float = Field(default=10.0, gt=0)
-    # Attempts per yearly window on timeouts and 5xx answers, the first one included.
+    # Attempts per yearly window on timeouts and 5xx responses, the first one included.
     github_max_attempts: int = Field(default=3, ge=1, le=10)
     # Base of the exponential backoff between attempts, seconds.
     github_retry_backoff_seconds: float = Field(default=0.5, ge=0)

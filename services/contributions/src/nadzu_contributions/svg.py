@@ -66,7 +66,7 @@ def _panels(calendar: ContributionCalendar) -> list[_Panel]:
 
 
 def _week_start(day: date) -> date:
-    """The Sunday on or before `day`: GitHub's weeks start on Sunday."""
+    """Return the Sunday on or before `day`, because GitHub's weeks start on Sunday."""
     return day - timedelta(days=(day.weekday() + 1) % 7)
 
 
