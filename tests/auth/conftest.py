@@ -1,7 +1,7 @@
 """Fixtures for the auth service tests: a private NATS server, a database per test, a fake siteverify.
 
 Each pytest-xdist worker starts its own nats-server on a free port with a temporary store, so workers
-never share subjects or streams; each test that needs PostgreSQL gets a database of its own.
+never share subjects or streams. Each test that needs PostgreSQL gets a database of its own.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def start_service(make_settings: Callable[..., AuthSettings], nc: NatsClient) ->
     @asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[AuthService]:
         async with running_service(make_settings(**overrides)) as running:
-            # nats-server 2.15.1 sometimes answers "no responders" to a request for a subject that another
+            # nats-server 2.15.1 sometimes returns "no responders" to a request for a subject that another
             # connection has just subscribed and flushed, unless the requesting connection flushes too.
             await nc.flush()
             yield running

@@ -1,9 +1,9 @@
 """A local stand-in for reCAPTCHA siteverify.
 
-It behaves like the real endpoint where our code depends on it: a form POST with `secret`, `response` and
-`remoteip`; HTTP 200 with `success` and `error-codes`; `hostname` and `challenge_ts` on success, plus
-`score` and `action` for v3 tokens; every token valid once and for two minutes, after which it is
-`timeout-or-duplicate`.
+It behaves like the real endpoint where our code depends on it. Requests are form POSTs with `secret`,
+`response` and `remoteip`. Responses are HTTP 200 with `success` and `error-codes`, plus `hostname` and
+`challenge_ts` on success and `score` and `action` for v3 tokens. Every token is valid once and for two
+minutes, after which it is `timeout-or-duplicate`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class FakeRecaptcha:
     clock_offset: float = 0.0
     # When set, requests get this HTTP status and a non-JSON body, like a provider outage.
     failure_status: int | None = None
-    # When set, requests wait for this event before answering (or for a few seconds at most).
+    # When set, requests wait for this event (at most 5 seconds) before the server responds.
     hold: threading.Event | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -1,8 +1,8 @@
 """Auth on the bus: subjects, message models, API key hashing, and the session and link token codec.
 
 The auth service and the gateway both import this module. The gateway verifies session tokens and job
-link signatures locally with `TokenSigner` (no round trip), and asks the auth service about API keys over
-`auth.rpc.verify-key`, sending only the key's SHA-256 hash, so secrets never travel on the bus.
+link signatures locally with `TokenSigner`, without a round trip. It checks API keys with a request to
+`auth.rpc.verify-key` that carries only the key's SHA-256 hash, so key secrets never travel on the bus.
 
 Token formats (all ASCII, URL-safe):
 
@@ -55,9 +55,9 @@ class AuthSubjects:
 # Every auth replica subscribes to the RPC subjects in this queue group, so each request reaches one.
 AUTH_QUEUE_GROUP = "auth"
 
-# Auth events. Subscribers are gateways that evict cached keys; they read from "now" on start-up (their
-# cache is empty then) and an ordered consumer resumes after a reconnect from its last sequence, so a
-# week of history covers any realistic outage.
+# Auth events. Subscribers are gateways that evict cached keys. A gateway reads from "now" on start-up,
+# because its cache is empty then. After a reconnect, its ordered consumer resumes from the last sequence
+# it saw, so a week of history covers any NATS outage short of a week.
 AUTH_EVENTS_STREAM = StreamSpec(
     name="AUTH_EVENTS",
     subjects=[AuthSubjects.EVENTS],
@@ -140,7 +140,7 @@ class AuthErrorCode(StrEnum):
     INTERNAL_ERROR = "internal-error"
 
 
-# The HTTP status the gateway answers for each error code.
+# The HTTP status the gateway returns for each error code.
 ERROR_STATUS: dict[AuthErrorCode, int] = {
     AuthErrorCode.INVALID_KEY: 401,
     AuthErrorCode.KEY_EXPIRED: 401,
@@ -217,8 +217,8 @@ class VerifyKeyReply(AuthReply):
 class AdminCommand(Message):
     """Base of the key-management requests.
 
-    `actor_key_hash` is the hash of the admin key making the request; the auth service checks it has the
-    `admin` scope, so holding a key id is not enough to manage keys over the bus.
+    `actor_key_hash` is the hash of the admin key making the request. The auth service checks that this
+    key has the `admin` scope, so knowing a key id is not enough to manage keys over the bus.
     """
 
     actor_key_hash: KeyHash

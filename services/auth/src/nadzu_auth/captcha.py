@@ -1,6 +1,6 @@
 """reCAPTCHA siteverify client (v2 and v3).
 
-The provider answers HTTP 200 with `success` and, on failure, `error-codes`. Codes about the request
+The provider returns HTTP 200 with `success` and, on failure, `error-codes`. Codes about the request
 (`missing-input-response`, `invalid-input-response`, `timeout-or-duplicate`, `bad-request`) are the
 client's problem and are passed back. Codes about our secret (`missing-input-secret`,
 `invalid-input-secret`) mean this service is misconfigured, so they become a 503 and an error log
@@ -111,7 +111,7 @@ class CaptchaVerifier:
         if not isinstance(answer, dict) or not isinstance(answer.get("success"), bool):
             keys = sorted(answer) if isinstance(answer, dict) else None
             log.warning("captcha.provider_bad_answer", keys=keys)
-            raise CaptchaUnavailable("the captcha provider returned an answer without 'success'")
+            raise CaptchaUnavailable("the captcha provider returned JSON without a boolean 'success' field")
         return answer
 
     def _judge(self, answer: dict[str, Any]) -> CaptchaVerdict:

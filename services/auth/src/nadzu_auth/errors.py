@@ -1,4 +1,4 @@
-"""The auth service's errors. Each one says whether retrying can help and maps to one reply error code.
+"""The auth service's errors. Each one states whether retrying can help and maps to one reply error code.
 
 Library errors (asyncpg, httpx) are translated into these at the module that calls the library; the
 handlers turn them into `AuthError` replies in one place.
@@ -85,7 +85,7 @@ class CaptchaNotConfigured(PermanentError):
 
 
 class CaptchaUnavailable(RetryableError):
-    """The captcha provider could not be reached or returned no usable answer."""
+    """The captcha provider could not be reached or returned no usable response."""
 
     code = AuthErrorCode.CAPTCHA_UNAVAILABLE
 

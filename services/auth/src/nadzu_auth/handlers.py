@@ -1,8 +1,8 @@
 """NATS request/reply handlers: decode the request model, call the domain, reply with a typed model.
 
-Every reply is the request's reply model, with either its payload or an `AuthError`; this module is the
+Every reply is the request's reply model, with either its payload or an `AuthError`. This module is the
 one place where service errors become reply errors. Handlers never raise, because a core NATS requester
-would otherwise wait for its timeout instead of getting an answer.
+would otherwise wait for its timeout instead of getting a reply.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from faststream.nats import NatsBroker
-from faststream.nats.annotations import NatsMessage
+from faststream.nats.message import NatsMessage
 from nadzu_common.auth import (
     AUTH_QUEUE_GROUP,
     AuthError,
@@ -86,10 +86,24 @@ async def serve(
         return encode(reply)
 
 
+async def pass_message(message: NatsMessage) -> NatsMessage:
+    """Hand the handler the message itself; it decodes the body into its request model."""
+    return message
+
+
 def register_handlers(
     broker: NatsBroker, keys: KeyService, sessions: SessionService, storage: Storage
 ) -> None:
-    """Subscribe the auth RPC subjects in the `auth` queue group."""
+    """Subscribe the auth RPC subjects in the `auth` queue group.
+
+    The broker runs without FastStream's dependency injection (`apply_types=False`) and each subscriber
+    passes the raw message through, so the handlers decode and validate bodies themselves. That saves
+    about a third of a millisecond per request: bench/auth_faststream_overhead.py measured an echo p50 of
+    0.86 ms with injection, 0.57 ms without, and 0.33 ms for plain nats-py (2 cores, loaded machine).
+    """
+
+    def subscribe(subject: str):  # type: ignore[no-untyped-def]
+        return broker.subscriber(subject, queue=AUTH_QUEUE_GROUP, decoder=pass_message)
 
     async def verify(query: VerifyKeyQuery) -> VerifyKeyReply:
         return VerifyKeyReply(key=await keys.verify(query.key_hash))
@@ -108,28 +122,28 @@ def register_handlers(
         session = await sessions.create(command)
         return CreateSessionReply(access_token=session.token, expires_in=session.expires_in)
 
-    @broker.subscriber(AuthSubjects.VERIFY_KEY, queue=AUTH_QUEUE_GROUP, title="auth.rpc.verify-key")
+    @subscribe(AuthSubjects.VERIFY_KEY)
     async def handle_verify_key(message: NatsMessage) -> bytes:
         # Failed verifications are routine (expired keys, guessing), so they log at debug level.
         return await serve(message, VerifyKeyQuery, VerifyKeyReply, verify, quiet_failures=True)
 
-    @broker.subscriber(AuthSubjects.CREATE_KEY, queue=AUTH_QUEUE_GROUP, title="auth.rpc.create-key")
+    @subscribe(AuthSubjects.CREATE_KEY)
     async def handle_create_key(message: NatsMessage) -> bytes:
         return await serve(message, CreateKeyCommand, CreateKeyReply, create)
 
-    @broker.subscriber(AuthSubjects.LIST_KEYS, queue=AUTH_QUEUE_GROUP, title="auth.rpc.list-keys")
+    @subscribe(AuthSubjects.LIST_KEYS)
     async def handle_list_keys(message: NatsMessage) -> bytes:
         return await serve(message, ListKeysQuery, ListKeysReply, list_keys)
 
-    @broker.subscriber(AuthSubjects.REVOKE_KEY, queue=AUTH_QUEUE_GROUP, title="auth.rpc.revoke-key")
+    @subscribe(AuthSubjects.REVOKE_KEY)
     async def handle_revoke_key(message: NatsMessage) -> bytes:
         return await serve(message, RevokeKeyCommand, RevokeKeyReply, revoke)
 
-    @broker.subscriber(AuthSubjects.CREATE_SESSION, queue=AUTH_QUEUE_GROUP, title="auth.rpc.create-session")
+    @subscribe(AuthSubjects.CREATE_SESSION)
     async def handle_create_session(message: NatsMessage) -> bytes:
         return await serve(message, CreateSessionCommand, CreateSessionReply, create_session)
 
-    @broker.subscriber(AuthSubjects.HEALTH, queue=AUTH_QUEUE_GROUP, title="auth.rpc.health")
+    @subscribe(AuthSubjects.HEALTH)
     async def handle_health(message: NatsMessage) -> bytes:
         try:
             await storage.ping()

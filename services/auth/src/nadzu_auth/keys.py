@@ -139,7 +139,10 @@ class KeyService:
 
         now = self._clock()
         if command.expires_at is not None and command.expires_at <= now:
-            raise InvalidRequest("expires_at must be in the future", reasons=["expires_at"])
+            raise InvalidRequest(
+                f"expires_at must be in the future (got {command.expires_at.isoformat()})",
+                reasons=["expires_at"],
+            )
 
         secret = generate_api_key()
         info = await self._storage.insert_key(

@@ -96,6 +96,8 @@ def _make_broker(settings: AuthSettings) -> NatsBroker:
         middlewares=middlewares,
         # One line per message would flood the logs on the verify-key path.
         log_level=logging.DEBUG,
+        # Handlers take the raw message (see handlers.register_handlers), so no dependency injection.
+        apply_types=False,
     )
 
 
