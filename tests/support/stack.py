@@ -175,14 +175,34 @@ class Stack:
         return service
 
     def wait_downloader_ready(self, service: Service, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not service.alive():
-                raise RuntimeError(f"downloader exited:\n{service.log()}")
-            if "downloader.started" in service.log_path.read_text(errors="replace"):
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"downloader not started after {timeout} s:\n{service.log()}")
+        """Wait until the downloader answers a health query and has started fetching work."""
+        import asyncio
+
+        import nats
+        from nats.errors import NoRespondersError
+        from nats.errors import TimeoutError as NatsTimeoutError
+
+        from nadzu_common.bus import Subjects, encode
+        from nadzu_common.messages import HealthQuery
+
+        async def wait() -> None:
+            nc = await nats.connect(self.nats.url)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            try:
+                while loop.time() < deadline:
+                    if not service.alive():
+                        raise RuntimeError(f"downloader exited:\n{service.log()}")
+                    try:
+                        await nc.request(Subjects.DOWNLOAD_HEALTH, encode(HealthQuery()), timeout=1)
+                        return
+                    except (NoRespondersError, NatsTimeoutError):
+                        await asyncio.sleep(0.1)
+            finally:
+                await nc.close()
+            raise TimeoutError(f"downloader not ready after {timeout} s:\n{service.log()}")
+
+        asyncio.run(wait())
 
     def close(self) -> None:
         for service in reversed(self.services):
