@@ -19,7 +19,7 @@ from nats.js.errors import NotFoundError
 from .captcha import CaptchaConfig, CaptchaVerifier
 from .errors import RetryableError
 from .handlers import register_handlers
-from .keys import KeyService, LastUsedRecorder
+from .keys import KeyService, LastUsedRecorder, PublishRevoked
 from .sessions import SessionService
 from .settings import AuthSettings
 from .storage import Storage, wait_for_database
@@ -56,7 +56,7 @@ async def ensure_auth_stream(js: JetStreamContext, replicas: int) -> None:
         await js.update_stream(config)
 
 
-def revocation_publisher(broker: NatsBroker):  # type: ignore[no-untyped-def]
+def revocation_publisher(broker: NatsBroker) -> PublishRevoked:
     """Return the function that publishes `auth.evt.key-revoked` to JetStream and waits for its ack."""
 
     async def publish(event: KeyRevoked, request_id: str | None) -> None:
@@ -137,9 +137,10 @@ async def running_service(settings: AuthSettings) -> AsyncIterator[AuthService]:
 
         register_handlers(broker, keys, sessions, storage)
         last_used.start()
-        # Registered after the broker's stop, so it runs first: handlers stop before the last flush.
         stack.push_async_callback(last_used.stop)
         await broker.start()
+        # Exit callbacks run in reverse, so this second stop ends the handlers before the final last-used
+        # flush above; the first one only closes the connection if start-up fails. Stopping twice is safe.
         stack.push_async_callback(broker.stop)
         # A round trip to the server makes sure it has processed our subscriptions before we report ready,
         # so a request sent right after start-up finds a responder.

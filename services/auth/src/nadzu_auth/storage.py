@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -310,7 +310,3 @@ async def wait_for_database(dsn: str, pool_size: int, attempts: int, delay: floa
             log.warning("storage.connect_retry", attempt=attempt, delay_seconds=delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
-
-
-def ids_of(keys: Iterable[ApiKeyInfo]) -> list[str]:
-    return [str(key.id) for key in keys]
