@@ -17,14 +17,15 @@ import httpx
 import nats
 import pytest
 import redis.asyncio as redis
+from nats.aio.client import Client as NatsClient
+from nats.errors import NoRespondersError
+
 from nadzu_common.bus import encode
 from nadzu_common.contributions import CONTRIBUTIONS_GET, ContributionsQuery, ContributionsReply
 from nadzu_contributions.github import GitHubClient
 from nadzu_contributions.handlers import create_broker
 from nadzu_contributions.service import ContributionsService
 from nadzu_contributions.settings import ContributionsSettings
-from nats.aio.client import Client as NatsClient
-from nats.errors import NoRespondersError
 
 from .fake_github import FakeGitHub
 

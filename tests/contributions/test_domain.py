@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+
 from nadzu_common.contributions import ContributionDay
 from nadzu_contributions.calendar import build_calendar
 from nadzu_contributions.errors import InvalidDateRange, InvalidUsername

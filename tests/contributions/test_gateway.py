@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI
-from nadzu_common.contributions import CONTRIBUTIONS_GET
 from nats.aio.client import Client as NatsClient
+
+from nadzu_common.contributions import CONTRIBUTIONS_GET
 
 from .conftest import REDIS_URL, StartService
 from .fake_github import FakeGitHub

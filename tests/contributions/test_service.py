@@ -7,11 +7,12 @@ import itertools
 from datetime import date, timedelta
 
 import redis.asyncio as redis
+from nats.aio.client import Client as NatsClient
+from structlog.testing import capture_logs
+
 from nadzu_common.bus import encode
 from nadzu_common.contributions import CONTRIBUTIONS_HEALTH
 from nadzu_common.messages import HealthQuery, HealthReply
-from nats.aio.client import Client as NatsClient
-from structlog.testing import capture_logs
 
 from .conftest import TODAY, Clock, StartService, ask, octocat_counts
 from .fake_github import FakeGitHub

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import redis.asyncio as redis
 from faststream import FastStream
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from faststream.nats.prometheus import NatsPrometheusMiddleware
+from prometheus_client import REGISTRY, start_http_server
+
 from nadzu_common.logging import configure_logging, get_logger
 from nadzu_common.settings import load_settings
 from nadzu_common.tracing import configure_tracing, tracing_enabled
-from prometheus_client import REGISTRY, start_http_server
 
 from .github import GitHubClient
 from .handlers import create_broker
@@ -40,9 +42,9 @@ async def run(settings: ContributionsSettings) -> None:
     )
     service = ContributionsService(settings, redis_client, github)
 
-    middlewares = [NatsPrometheusMiddleware(registry=REGISTRY, app_name="contributions")]
+    middlewares: list[Any] = [NatsPrometheusMiddleware(registry=REGISTRY, app_name="contributions")]
     if tracing_enabled():
-        middlewares.append(NatsTelemetryMiddleware())  # type: ignore[arg-type]
+        middlewares.append(NatsTelemetryMiddleware())
     broker = create_broker(settings, service, middlewares)
     app = FastStream(broker)
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import redis.asyncio as redis
+from pydantic import BaseModel, ValidationError
+
 from nadzu_common.contributions import ContributionCalendar, ContributionsProblem
 from nadzu_common.logging import get_logger
-from pydantic import BaseModel, ValidationError
 
 from .errors import ContributionsError, SharedFetchFailed
 from .metrics import CACHE_LOOKUPS

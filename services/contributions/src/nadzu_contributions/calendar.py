@@ -43,8 +43,7 @@ def build_calendar(
     login = windows[-1].login
     return ContributionCalendar(
         username=login,
-        from_date=span.first,
-        to_date=span.last,
+        **{"from": span.first, "to": span.last},
         total=sum(day.count for day in days),
         days=days,
         years=years,

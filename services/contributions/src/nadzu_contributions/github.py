@@ -11,12 +11,14 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+
 from nadzu_common.contributions import ContributionDay
 from nadzu_common.logging import get_logger
-from pydantic import BaseModel, SecretStr, ValidationError
 
 from .errors import (
     ContributionsError,
@@ -262,12 +264,12 @@ def _parse_response(response: httpx.Response, login: str) -> WindowCalendar:
             try:
                 days.append(
                     ContributionDay(
-                        date=day.date,
+                        date=date.fromisoformat(day.date),
                         count=day.contributionCount,
                         level=_LEVELS[day.contributionLevel],
                     )
                 )
-            except (KeyError, ValidationError):
+            except (KeyError, ValueError):
                 log.error("github.unreadable_day", login=login, day=day.model_dump())
                 raise GitHubUnavailable("GitHub's response could not be parsed.") from None
     return WindowCalendar(login=user.login, days=days, contribution_years=collection.contributionYears)

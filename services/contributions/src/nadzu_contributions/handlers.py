@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from faststream.nats import NatsBroker, NatsMessage
 from faststream.types import BrokerMiddleware
+
 from nadzu_common.contributions import (
     CONTRIBUTIONS_GET,
     CONTRIBUTIONS_HEALTH,

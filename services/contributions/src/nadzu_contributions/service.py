@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 import redis.asyncio as redis
+
 from nadzu_common.contributions import ContributionCalendar, ContributionsQuery, ContributionsReply
 from nadzu_common.logging import get_logger
 

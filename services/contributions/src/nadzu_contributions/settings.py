@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from nadzu_common.settings import CommonSettings
 from pydantic import Field, SecretStr, field_validator
+
+from nadzu_common.settings import CommonSettings
 
 
 class ContributionsSettings(CommonSettings):

@@ -7,6 +7,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from pydantic import ValidationError
+
 from nadzu_common.bus import encode, message_headers
 from nadzu_common.contributions import (
     CONTRIBUTIONS_GET,
@@ -18,9 +22,6 @@ from nadzu_common.contributions import (
 )
 from nadzu_common.logging import get_logger
 from nadzu_common.messages import HealthQuery, HealthReply
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
-from pydantic import ValidationError
 
 from ..problems import Problem, dependency_unavailable
 
