@@ -27,6 +27,7 @@ from pathlib import Path
 
 import asyncpg
 import nats
+
 from nadzu_common.auth import AuthClient, TokenSigner, hash_api_key
 
 BIN = Path(sys.executable).parent

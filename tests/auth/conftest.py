@@ -19,10 +19,11 @@ import asyncpg
 import nats
 import pytest
 import pytest_asyncio
+from nats.aio.client import Client as NatsClient
+
 from nadzu_auth.service import AuthService, running_service
 from nadzu_auth.settings import AuthSettings
 from nadzu_common.auth import AuthClient
-from nats.aio.client import Client as NatsClient
 
 from .fake_recaptcha import FakeRecaptcha, FakeRecaptchaServer
 

@@ -10,6 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest_asyncio
+from nats.aio.client import Client as NatsClient
+from nats.js.api import DeliverPolicy
+
 from nadzu_auth.service import AuthService
 from nadzu_common.auth import (
     AUTH_EVENTS_STREAM,
@@ -25,8 +28,6 @@ from nadzu_common.auth import (
     hash_api_key,
 )
 from nadzu_common.messages import HealthReply
-from nats.aio.client import Client as NatsClient
-from nats.js.api import DeliverPolicy
 
 from .conftest import ADMIN_KEY, StartService
 

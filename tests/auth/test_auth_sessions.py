@@ -6,6 +6,7 @@ import socket
 import threading
 
 import pytest
+
 from nadzu_common.auth import (
     AuthClient,
     AuthErrorCode,

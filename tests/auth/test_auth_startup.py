@@ -12,6 +12,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js.api import DeliverPolicy
+
 from nadzu_auth.settings import AuthSettings
 from nadzu_auth.storage import MIGRATIONS, Storage
 from nadzu_common.auth import (
@@ -24,8 +27,6 @@ from nadzu_common.auth import (
     hash_api_key,
 )
 from nadzu_common.settings import load_settings
-from nats.aio.client import Client as NatsClient
-from nats.js.api import DeliverPolicy
 
 from .conftest import ADMIN_KEY, SESSION_SECRET, StartService
 

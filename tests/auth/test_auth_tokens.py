@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+
 from nadzu_common.auth import (
     API_KEY_PREFIX,
     SESSION_TOKEN_PREFIX,

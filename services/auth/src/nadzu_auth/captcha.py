@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
 from nadzu_common.logging import get_logger
 
 from .errors import CaptchaNotConfigured, CaptchaUnavailable, InvalidCaptcha

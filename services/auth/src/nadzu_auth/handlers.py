@@ -12,6 +12,8 @@ from typing import TypeVar
 
 from faststream.nats import NatsBroker
 from faststream.nats.message import NatsMessage
+from pydantic import ValidationError
+
 from nadzu_common.auth import (
     AUTH_QUEUE_GROUP,
     AuthError,
@@ -32,7 +34,6 @@ from nadzu_common.auth import (
 from nadzu_common.bus import encode
 from nadzu_common.logging import bound_context, get_logger
 from nadzu_common.messages import HealthReply, Message
-from pydantic import ValidationError
 
 from .errors import AuthServiceError, InvalidRequest, StorageUnavailable
 from .keys import KeyService

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 import nats.errors
 from faststream.nats import NatsBroker
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
 from nadzu_common.auth import AUTH_EVENTS_STREAM, AuthSubjects, KeyRevoked, TokenSigner
 from nadzu_common.bus import encode, message_headers
 from nadzu_common.logging import get_logger
 from nadzu_common.tracing import tracing_enabled
-from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
 from .captcha import CaptchaConfig, CaptchaVerifier
 from .errors import RetryableError
@@ -140,7 +141,7 @@ async def running_service(settings: AuthSettings) -> AsyncIterator[AuthService]:
         stack.push_async_callback(last_used.stop)
         await broker.start()
         # Exit callbacks run in reverse, so this second stop ends the handlers before the final last-used
-        # flush above; the first one only closes the connection if start-up fails. Stopping twice is safe.
+        # flush above. The first stop only matters when start-up fails, and stopping twice is safe.
         stack.push_async_callback(broker.stop)
         # A round trip to the server makes sure it has processed our subscriptions before we report ready,
         # so a request sent right after start-up finds a responder.

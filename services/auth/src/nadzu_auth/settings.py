@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field, SecretStr, field_validator
+
 from nadzu_common.auth import (
     MAX_API_KEY_LENGTH,
     MIN_API_KEY_LENGTH,
@@ -9,7 +11,6 @@ from nadzu_common.auth import (
     looks_like_session_token,
 )
 from nadzu_common.settings import CommonSettings
-from pydantic import Field, SecretStr, field_validator
 
 GOOGLE_SITEVERIFY_URL = "https://www.google.com/recaptcha/api/siteverify"
 

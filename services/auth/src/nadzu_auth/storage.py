@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
+
 from nadzu_common.auth import ApiKeyInfo, Scope
 from nadzu_common.logging import get_logger
 
