@@ -10,15 +10,12 @@ docs/benchmarks.md. Not a test: nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -73,7 +70,12 @@ class WarmLoop:
         self.workdir = workdir
 
     def run(self, url: str) -> float:
-        options = {"quiet": True, "noprogress": True, "overwrites": True, "outtmpl": str(self.workdir / "floor.%(ext)s")}
+        options = {
+            "quiet": True,
+            "noprogress": True,
+            "overwrites": True,
+            "outtmpl": str(self.workdir / "floor.%(ext)s"),
+        }
         started = time.perf_counter()
         with self.factory(options) as ydl:
             ydl.download([url])
@@ -94,7 +96,9 @@ def median(values: list[float]) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--small-runs", type=int, default=20)
     parser.add_argument("--large-runs", type=int, default=5)
     parser.add_argument("--burst", type=int, default=50)
@@ -105,7 +109,9 @@ def main() -> int:
         media_root = root / "media"
         print("bench: making media with ffmpeg", file=sys.stderr)
         media = make_media(media_root)
-        stack = Stack.create(DOWNLOADER_CONCURRENCY="4", LOG_LEVEL="WARNING", DOWNLOADER_ACK_WAIT_SECONDS="60")
+        stack = Stack.create(
+            DOWNLOADER_CONCURRENCY="4", LOG_LEVEL="WARNING", DOWNLOADER_ACK_WAIT_SECONDS="60"
+        )
         try:
             gateway = stack.start_gateway()
             stack.start_downloader()
@@ -138,7 +144,10 @@ def main() -> int:
         print(f"| {label} | {size:,} B | {api:.3f} s | {hand:.3f} s | {floor:.3f} s | {api / floor:.2f}× |")
     per_job = burst_seconds / arguments.burst
     print()
-    print(f"{arguments.burst} small jobs queued at once (concurrency 4): {burst_seconds:.2f} s in all, {per_job:.3f} s per job")
+    print(
+        f"{arguments.burst} small jobs queued at once (concurrency 4): "
+        f"{burst_seconds:.2f} s in all, {per_job:.3f} s per job"
+    )
     return 0
 
 

@@ -37,15 +37,19 @@ def main() -> int:
         clip = make_video(root / "nadzu demo clip.mp4", seconds=5, size="640x360", bitrate="1M")
         expected = hashlib.sha256(clip.read_bytes()).hexdigest()
 
-        with MediaServer(root, rate_bytes_per_second=THROTTLE_BYTES_PER_SECOND) as server, httpx.Client(
-            base_url=base_url, headers=headers, timeout=30
-        ) as client:
+        with (
+            MediaServer(root, rate_bytes_per_second=THROTTLE_BYTES_PER_SECOND) as server,
+            httpx.Client(base_url=base_url, headers=headers, timeout=30) as client,
+        ):
             url = server.url(clip.name)
             print(f"demo: serving it at {url}")
             try:
                 response = client.post("/api/v1/downloads", json={"url": url})
             except httpx.ConnectError:
-                print(f"demo: no gateway answers at {base_url}; start the stack with `make run` first", file=sys.stderr)
+                print(
+                    f"demo: no gateway answers at {base_url}; start the stack with `make run` first",
+                    file=sys.stderr,
+                )
                 return 1
             if response.status_code != 202:
                 print(f"demo: enqueue failed with {response.status_code}: {response.text}", file=sys.stderr)
@@ -55,7 +59,10 @@ def main() -> int:
 
             final = follow(client, job["events_url"])
             if final.get("status") != "completed":
-                print(f"\ndemo: job ended {final.get('status')}: {json.dumps(final.get('error'))}", file=sys.stderr)
+                print(
+                    f"\ndemo: job ended {final.get('status')}: {json.dumps(final.get('error'))}",
+                    file=sys.stderr,
+                )
                 return 1
 
             result = final["result"]
@@ -84,7 +91,12 @@ def follow(client: httpx.Client, events_url: str) -> dict:
                     progress = data["progress"]
                     percent = progress.get("percent") or 0.0
                     bar = "#" * int(percent / 5)
-                    print(f"\rdemo: [{bar:<20}] {percent:5.1f}%  {progress.get('downloaded_bytes') or 0:>9} bytes", end="", flush=True)
+                    received = progress.get("downloaded_bytes") or 0
+                    print(
+                        f"\rdemo: [{bar:<20}] {percent:5.1f}%  {received:>9} bytes",
+                        end="",
+                        flush=True,
+                    )
                 else:
                     print(f"\ndemo: {name}: {data.get('status')}", end="", flush=True)
     return last

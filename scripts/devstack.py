@@ -115,7 +115,9 @@ class Stack:
             )
         version = clusters[-1].parent.name
         if os.geteuid() != 0:
-            raise SystemExit(f"devstack: PostgreSQL is stopped; start it with `sudo pg_ctlcluster {version} main start`")
+            raise SystemExit(
+                f"devstack: PostgreSQL is stopped; start it with `sudo pg_ctlcluster {version} main start`"
+            )
         hba = clusters[-1] / "pg_hba.conf"
         trust = "host all all 127.0.0.1/32 trust  # added by nadzu devstack for local development\n"
         if trust not in hba.read_text():
@@ -123,18 +125,22 @@ class Stack:
             hba.write_text(trust + hba.read_text())
         say(f"starting PostgreSQL {version}")
         subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=True)
-        self.cleanups.append(("postgres", ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "stop"]))
+        self.cleanups.append(
+            ("postgres", ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "stop"])
+        )
         wait_until(lambda: answers(host, port), 30, "PostgreSQL")
 
     # Processes.
 
-    def spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, name: str, command: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(command, env={**os.environ, **(env or self.env)}, start_new_session=True)
         self.children.append((name, process))
         return process
 
     def stop(self) -> None:
-        for name, process in reversed(self.children):
+        for _, process in reversed(self.children):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 30
@@ -169,7 +175,7 @@ def environment() -> dict[str, str]:
     env = {key: os.environ.get(key, value) for key, value in DEFAULTS.items()}
     if "DOWNLOADER_ALLOW_PRIVATE_URLS" not in os.environ:
         env["DOWNLOADER_ALLOW_PRIVATE_URLS"] = "true"
-        say("DOWNLOADER_ALLOW_PRIVATE_URLS=true: downloads may reach private and loopback addresses (local use only)")
+        say("DOWNLOADER_ALLOW_PRIVATE_URLS=true: downloads may reach private and loopback addresses")
     if "SESSION_SECRET" not in os.environ:
         env["SESSION_SECRET"] = secrets.token_urlsafe(48)
     if "ADMIN_API_KEY" not in os.environ:
@@ -225,9 +231,15 @@ def test(arguments: list[str]) -> int:
 
 
 def probe(name: str) -> int:
-    url = {"postgres": DEFAULTS["DATABASE_URL"], "redis": DEFAULTS["REDIS_URL"], "nats": DEFAULTS["NATS_URL"]}[name]
+    url = {
+        "postgres": DEFAULTS["DATABASE_URL"],
+        "redis": DEFAULTS["REDIS_URL"],
+        "nats": DEFAULTS["NATS_URL"],
+    }[name]
     variable = {"postgres": "DATABASE_URL", "redis": "REDIS_URL", "nats": "NATS_URL"}[name]
-    host, port = host_port(os.environ.get(variable, url), {"postgres": 5432, "redis": 6379, "nats": 4222}[name])
+    host, port = host_port(
+        os.environ.get(variable, url), {"postgres": 5432, "redis": 6379, "nats": 4222}[name]
+    )
     return 0 if answers(host, port) else 1
 
 

@@ -6,8 +6,8 @@
 #   scripts/upgrade-yt-dlp.sh --version 2026.12.1
 #   scripts/upgrade-yt-dlp.sh --skip-tests --skip-images
 #
-# The tests run with `make test`. The images are built only where a Docker engine answers; elsewhere
-# the script prints the build commands. Nothing is committed: the script ends with the commands to do so.
+# The tests run with `make test`. The images are built only where a Docker engine runs. Elsewhere the
+# script prints the build commands. Nothing is committed: the script ends with the commands to do so.
 
 set -euo pipefail
 

@@ -103,13 +103,19 @@ def create_job(client: httpx.Client, url: str, fmt: str | None = None, **headers
 
 
 def read_events(
-    client: httpx.Client, job_id: str, last_event_id: str | None = None, timeout: float = 90, stop_after: int | None = None
+    client: httpx.Client,
+    job_id: str,
+    last_event_id: str | None = None,
+    timeout: float = 90,
+    stop_after: int | None = None,
 ) -> list[dict[str, Any]]:
     """Read a job's SSE stream until the server ends it (or `stop_after` events); comments are skipped."""
     headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
     events: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
-    with client.stream("GET", f"/api/v1/downloads/{job_id}/events", headers=headers, timeout=timeout) as response:
+    with client.stream(
+        "GET", f"/api/v1/downloads/{job_id}/events", headers=headers, timeout=timeout
+    ) as response:
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
         for event in parse_sse(response.iter_lines()):
@@ -166,7 +172,10 @@ def wait_for_bus_status(stack: Stack, job_id: str, status: str, timeout: float =
                 found.set_result(event.job.model_dump(mode="json"))
 
         subscription = await nc.jetstream().subscribe(
-            Subjects.download_events(job_id), cb=on_message, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+            Subjects.download_events(job_id),
+            cb=on_message,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
         )
         try:
             return await asyncio.wait_for(found, timeout)

@@ -7,8 +7,8 @@ import uuid
 import httpx
 import pytest
 
-from nadzu_gateway.urls import validate_download_url, validate_format
 from nadzu_gateway.problems import Problem
+from nadzu_gateway.urls import validate_download_url, validate_format
 from tests.support.stack import Stack
 
 from .conftest import Media, create_job, finish
@@ -79,7 +79,9 @@ def test_format_selectors_validated() -> None:
 
 def test_gateway_rejects_private_address(own_stack: Stack) -> None:
     gateway = own_stack.start_gateway(DOWNLOADER_ALLOW_PRIVATE_URLS="false")
-    response = httpx.post(f"{gateway.base_url}/api/v1/downloads", json={"url": "http://[::ffff:127.0.0.1]:80/x.mp4"})
+    response = httpx.post(
+        f"{gateway.base_url}/api/v1/downloads", json={"url": "http://[::ffff:127.0.0.1]:80/x.mp4"}
+    )
     assert response.status_code == 422
     body = response.json()
     assert body["type"] == "urn:nadzu:problem:invalid-url"
@@ -142,7 +144,10 @@ def test_list_newest_first_with_cursor(client: httpx.Client, media: Media) -> No
 
 
 def test_list_rejects_bad_parameters(client: httpx.Client) -> None:
-    assert client.get("/api/v1/downloads", params={"cursor": "nope"}).json()["type"] == "urn:nadzu:problem:invalid-cursor"
+    assert (
+        client.get("/api/v1/downloads", params={"cursor": "nope"}).json()["type"]
+        == "urn:nadzu:problem:invalid-cursor"
+    )
     assert client.get("/api/v1/downloads", params={"status": "sleeping"}).status_code == 422
     assert client.get("/api/v1/downloads", params={"limit": 0}).status_code == 422
     assert client.get("/api/v1/downloads", params={"limit": 1000}).status_code == 422

@@ -63,7 +63,9 @@ def test_resume_of_running_job_continues_live(client: httpx.Client, media: Media
     assert rest, "events after the resume point arrive"
     assert int(rest[0]["id"]) > int(first[-1]["id"])
     assert rest[-1]["event"] == "completed"
-    assert rest[0]["event"] != "status" or rest[0]["data"]["status"] != "running" or "url" not in rest[0]["data"]
+    assert (
+        rest[0]["event"] != "status" or rest[0]["data"]["status"] != "running" or "url" not in rest[0]["data"]
+    )
 
 
 def test_resume_at_terminal_event_is_204(client: httpx.Client, media: Media) -> None:

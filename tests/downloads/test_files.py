@@ -40,7 +40,9 @@ def test_range_request_is_partial(client: httpx.Client, done_job: dict[str, Any]
 
 def test_unsatisfiable_range_is_416(client: httpx.Client, done_job: dict[str, Any]) -> None:
     size = done_job["result"]["size"]
-    response = client.get(f"/api/v1/downloads/{done_job['id']}/file", headers={"Range": f"bytes={size + 10}-"})
+    response = client.get(
+        f"/api/v1/downloads/{done_job['id']}/file", headers={"Range": f"bytes={size + 10}-"}
+    )
     assert response.status_code == 416
     assert response.headers["content-range"] == f"bytes */{size}"
     assert response.json()["type"] == "urn:nadzu:problem:range-not-satisfiable"
@@ -84,7 +86,9 @@ def test_delete_completed_releases_file(client: httpx.Client, media: Media, stac
     assert client.delete(f"/api/v1/downloads/{job['id']}").status_code == 204
 
     # A client that saw the completed event has nothing more to read, even once the job expires.
-    with client.stream("GET", f"/api/v1/downloads/{job['id']}/events", headers={"Last-Event-ID": last_id}) as response:
+    with client.stream(
+        "GET", f"/api/v1/downloads/{job['id']}/events", headers={"Last-Event-ID": last_id}
+    ) as response:
         assert response.status_code == 204
 
     wait_for_bus_status(stack, job["id"], "expired")

@@ -16,7 +16,9 @@ from .conftest import UNICODE_TITLE, Media, create_job, finish, read_events
 def _probe_streams(path: Path) -> list[str]:
     output = subprocess.run(
         ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0", str(path)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return sorted(line.strip() for line in output.splitlines() if line.strip())
 

@@ -34,7 +34,9 @@ def _history(stack: Stack, job_id: str) -> list[str]:
             if msg.metadata.sequence.stream >= last:  # type: ignore[attr-defined]
                 done.set()
 
-        subscription = await js.subscribe(subject, cb=on_message, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
+        subscription = await js.subscribe(
+            subject, cb=on_message, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+        )
         await asyncio.wait_for(done.wait(), 10)
         await subscription.unsubscribe()
         await nc.close()
@@ -155,6 +157,8 @@ def test_killed_downloader_job_completes_once(own_stack: Stack, media: Media) ->
     assert done["result"]["sha256"] == media.sha256(name)
     history = _history(own_stack, job["id"])
     assert history.count("completed") == 1
-    assert [path.name for path in (own_stack.downloads_dir / job["id"]).iterdir()] == [done["result"]["filename"]]
+    assert [path.name for path in (own_stack.downloads_dir / job["id"]).iterdir()] == [
+        done["result"]["filename"]
+    ]
     assert not (own_stack.downloads_dir / ".partial" / job["id"]).exists()
     assert _consumer_idle(own_stack)

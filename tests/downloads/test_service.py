@@ -59,7 +59,9 @@ def test_unknown_route_is_problem(client: httpx.Client) -> None:
 
 def test_body_limits_and_types(client: httpx.Client) -> None:
     too_large = client.post(
-        "/api/v1/downloads", content=b'{"url": "' + b"a" * 70000 + b'"}', headers={"Content-Type": "application/json"}
+        "/api/v1/downloads",
+        content=b'{"url": "' + b"a" * 70000 + b'"}',
+        headers={"Content-Type": "application/json"},
     )
     assert too_large.status_code == 413
     assert too_large.json()["type"] == "urn:nadzu:problem:payload-too-large"
@@ -68,7 +70,9 @@ def test_body_limits_and_types(client: httpx.Client) -> None:
     assert wrong_type.status_code == 415
     assert wrong_type.headers["content-type"] == PROBLEM
 
-    malformed = client.post("/api/v1/downloads", content=b'{"url": ', headers={"Content-Type": "application/json"})
+    malformed = client.post(
+        "/api/v1/downloads", content=b'{"url": ', headers={"Content-Type": "application/json"}
+    )
     assert malformed.status_code == 400
     assert malformed.json()["type"] == "urn:nadzu:problem:malformed-json"
 

@@ -60,7 +60,8 @@ class NatsServer:
     def start(self) -> NatsServer:
         self.process = subprocess.Popen(
             [str(NATS_SERVER), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
         return self
@@ -77,7 +78,8 @@ def create_database() -> str:
     name = f"nadzu_test_{uuid.uuid4().hex[:12]}"
     subprocess.run(
         ["psql", f"{POSTGRES_URL}/postgres", "-q", "-c", f'CREATE DATABASE "{name}"'],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     return f"{POSTGRES_URL}/{name}"
 
@@ -86,7 +88,8 @@ def drop_database(url: str) -> None:
     name = url.rsplit("/", 1)[1]
     subprocess.run(
         ["psql", f"{POSTGRES_URL}/postgres", "-q", "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
-        check=False, capture_output=True,
+        check=False,
+        capture_output=True,
     )
 
 

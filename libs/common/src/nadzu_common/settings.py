@@ -7,7 +7,6 @@ from typing import Literal, TypeVar
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 

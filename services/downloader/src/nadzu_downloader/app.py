@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 from datetime import UTC, datetime, timedelta
 
@@ -50,7 +51,13 @@ SERVICE_QUEUE = "downloader"
 
 
 def create_app(settings: DownloaderSettings) -> FastStream:
-    broker = NatsBroker(settings.nats_servers, name="nadzu-downloader", graceful_timeout=settings.downloader_shutdown_timeout)
+    broker = NatsBroker(
+        settings.nats_servers,
+        name="nadzu-downloader",
+        graceful_timeout=settings.downloader_shutdown_timeout,
+        # FastStream's own lines go through the service's log configuration, so they are JSON too.
+        logger=logging.getLogger("nadzu.faststream"),
+    )
     commands = JStream(COMMANDS_STREAM.name, declare=False)
     state: dict[str, object] = {}
 
@@ -112,7 +119,9 @@ def create_app(settings: DownloaderSettings) -> FastStream:
         checks["disk"] = "ok" if free >= settings.downloader_min_free_bytes else f"low: {free} bytes free"
         healthy = all(value == "ok" for value in checks.values())
         return HealthReply(
-            status="ok" if healthy else "unavailable", service="downloader", checks=checks,
+            status="ok" if healthy else "unavailable",
+            service="downloader",
+            checks=checks,
             detail=None if healthy else "; ".join(f"{k} {v}" for k, v in checks.items() if v != "ok"),
         )
 

@@ -15,7 +15,14 @@ import unicodedata
 MAX_NAME_BYTES = 200
 _FORBIDDEN = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]')
 _WHITESPACE = re.compile(r"\s+")
-_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+_RESERVED = {
+    "con",
+    "prn",
+    "aux",
+    "nul",
+    *(f"com{i}" for i in range(1, 10)),
+    *(f"lpt{i}" for i in range(1, 10)),
+}
 _EXTENSION = re.compile(r"^[a-z0-9]{1,10}$")
 
 _CONTENT_TYPES = {

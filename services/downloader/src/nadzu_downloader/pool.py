@@ -38,7 +38,9 @@ class WarmWorker:
     @classmethod
     async def start(cls) -> WarmWorker:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "nadzu_downloader.worker",
+            sys.executable,
+            "-m",
+            "nadzu_downloader.worker",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             start_new_session=True,
@@ -133,7 +135,9 @@ class WorkerPool:
             self._idle.append(worker)
             return
         worker.kill()
-        asyncio.create_task(worker.wait_closed())
+        reaper = asyncio.create_task(worker.wait_closed())
+        self._warming.add(reaper)
+        reaper.add_done_callback(self._warming.discard)
         if len(self._idle) + len(self._busy) + len(self._warming) < self.size:
             self._warm_one()
 

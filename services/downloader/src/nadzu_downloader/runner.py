@@ -29,10 +29,9 @@ from nadzu_common.messages import (
     JobResult,
     JobState,
     JobStatus,
-    Progress,
 )
 
-from .errors import DownloaderError, JobCancelled, PermanentError
+from .errors import DownloaderError, JobCancelled
 from .events import EventPublisher, ProgressReporter
 from .naming import content_type_for, safe_filename
 from .pool import WarmWorker, WorkerPool
@@ -105,7 +104,10 @@ class JobRunner:
     async def publish_outcome(self, job: JobState) -> None:
         if job.status == JobStatus.COMPLETED:
             await self.events.publish(
-                "completed", job, ["status", "result", "progress", "finished_at", "expires_at"], f"{job.id}:completed"
+                "completed",
+                job,
+                ["status", "result", "progress", "finished_at", "expires_at"],
+                f"{job.id}:completed",
             )
         elif job.status == JobStatus.FAILED:
             await self.events.publish("failed", job, ["status", "error", "finished_at"], f"{job.id}:failed")
@@ -132,7 +134,7 @@ class JobRunner:
             finally:
                 heartbeat.cancel()
             if outcome == "retry":
-                claim_attempts = (await self.store.get(job_id))
+                claim_attempts = await self.store.get(job_id)
                 attempts = claim_attempts.attempts if claim_attempts else 1
                 delay = min(
                     self.settings.downloader_retry_base_delay * 2 ** max(attempts - 1, 0),
@@ -192,7 +194,9 @@ class JobRunner:
         latest = await self._latest_event(job.id)
         reporter = ProgressReporter(self.events, job, latest.job.progress if latest else None)
         job.progress = reporter.progress.model_copy()
-        await self.events.publish("status", job, ["status", "attempts", "started_at"], f"{job.id}:running:{job.attempts}")
+        await self.events.publish(
+            "status", job, ["status", "attempts", "started_at"], f"{job.id}:running:{job.attempts}"
+        )
         log.info("runner.started", attempt=job.attempts, url=job.url)
 
         partial = self.partial_dir(job.id)
@@ -238,7 +242,9 @@ class JobRunner:
             "format": job.format,
             "workdir": str(workdir),
             "proxy": settings.downloader_proxy_url,
-            "cookies_file": str(settings.downloader_cookies_file) if settings.downloader_cookies_file else None,
+            "cookies_file": str(settings.downloader_cookies_file)
+            if settings.downloader_cookies_file
+            else None,
             "max_filesize": settings.downloader_max_filesize,
             "max_duration": settings.downloader_max_duration,
             "stall_timeout": settings.downloader_stall_timeout,
@@ -309,13 +315,16 @@ class JobRunner:
         log.warning("runner.transient_failure", code=error.code, error=error.message, attempt=job.attempts)
         return "retry"
 
-    async def _dead_letter(self, command: EnqueueDownload, job: JobState, last_error: JobError | None) -> None:
+    async def _dead_letter(
+        self, command: EnqueueDownload, job: JobState, last_error: JobError | None
+    ) -> None:
         error = last_error or JobError(code="too-many-attempts", message="The job failed on every attempt.")
         await self.js.publish(
             Subjects.DOWNLOAD_DEAD_LETTERS,
             encode(command),
             headers=message_headers(
-                msg_id=f"{job.id}:dead-letter", extra={"Nadzu-Error-Code": error.code, "Nadzu-Attempts": str(job.attempts)}
+                msg_id=f"{job.id}:dead-letter",
+                extra={"Nadzu-Error-Code": error.code, "Nadzu-Attempts": str(job.attempts)},
             ),
         )
         failed = await self.store.fail(job.id, error)
@@ -377,5 +386,3 @@ class JobRunner:
                     shutil.rmtree(entry, ignore_errors=True)
             except FileNotFoundError:
                 continue
-
-

@@ -122,7 +122,9 @@ class JobStore:
                 "CREATE TABLE IF NOT EXISTS downloader.schema_migrations "
                 "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            applied = {row["version"] for row in await conn.fetch("SELECT version FROM downloader.schema_migrations")}
+            applied = {
+                row["version"] for row in await conn.fetch("SELECT version FROM downloader.schema_migrations")
+            }
             for version, statement in enumerate(MIGRATIONS, start=1):
                 if version in applied:
                     continue
@@ -146,7 +148,11 @@ class JobStore:
                 VALUES ($1, $2, $3, $4, 'queued', $5)
                 ON CONFLICT (id) DO NOTHING
                 """,
-                job.id, job.owner, job.url, job.format, job.created_at,
+                job.id,
+                job.owner,
+                job.url,
+                job.format,
+                job.created_at,
             )
             row = await conn.fetchrow("SELECT * FROM downloader.jobs WHERE id = $1 FOR UPDATE", job.id)
             assert row is not None
@@ -167,7 +173,9 @@ class JobStore:
             )
             return Claim(_row_to_job(row), runnable=True)
 
-    async def complete(self, job_id: uuid.UUID, result: JobResult, progress: Progress, ttl: float) -> JobState | None:
+    async def complete(
+        self, job_id: uuid.UUID, result: JobResult, progress: Progress, ttl: float
+    ) -> JobState | None:
         """Mark a running job completed; None when it stopped running meanwhile (cancelled)."""
         now = datetime.now(UTC)
         row = await self._pool.fetchrow(
@@ -178,11 +186,17 @@ class JobStore:
             WHERE id = $1 AND status = 'running'
             RETURNING *
             """,
-            job_id, _dump(result), _dump(progress), now, now + timedelta(seconds=ttl),
+            job_id,
+            _dump(result),
+            _dump(progress),
+            now,
+            now + timedelta(seconds=ttl),
         )
         return _row_to_job(row) if row else None
 
-    async def fail(self, job_id: uuid.UUID, error: JobError, progress: Progress | None = None) -> JobState | None:
+    async def fail(
+        self, job_id: uuid.UUID, error: JobError, progress: Progress | None = None
+    ) -> JobState | None:
         row = await self._pool.fetchrow(
             """
             UPDATE downloader.jobs
@@ -191,7 +205,9 @@ class JobStore:
             WHERE id = $1 AND status IN ('queued', 'running')
             RETURNING *
             """,
-            job_id, _dump(error), _dump(progress),
+            job_id,
+            _dump(error),
+            _dump(progress),
         )
         return _row_to_job(row) if row else None
 
@@ -204,7 +220,9 @@ class JobStore:
             WHERE id = $1 AND status = 'running'
             RETURNING *
             """,
-            job_id, _dump(error), _dump(progress),
+            job_id,
+            _dump(error),
+            _dump(progress),
         )
         return _row_to_job(row) if row else None
 
@@ -217,7 +235,8 @@ class JobStore:
             WHERE id = $1 AND status IN ('queued', 'running')
             RETURNING *
             """,
-            job_id, _dump(progress),
+            job_id,
+            _dump(progress),
         )
         return _row_to_job(row) if row else None
 
@@ -236,7 +255,11 @@ class JobStore:
                 ON CONFLICT (id) DO NOTHING
                 RETURNING *
                 """,
-                job.id, job.owner, job.url, job.format, job.created_at,
+                job.id,
+                job.owner,
+                job.url,
+                job.format,
+                job.created_at,
             )
             if row is not None:
                 return _row_to_job(row), True
@@ -255,13 +278,16 @@ class JobStore:
                 return _row_to_job(row), True
             if row["status"] == "running":
                 row = await conn.fetchrow(
-                    "UPDATE downloader.jobs SET cancel_requested = true, updated_at = now() WHERE id = $1 RETURNING *",
+                    "UPDATE downloader.jobs SET cancel_requested = true, updated_at = now() "
+                    "WHERE id = $1 RETURNING *",
                     job.id,
                 )
             return _row_to_job(row), False
 
     async def is_cancel_requested(self, job_id: uuid.UUID) -> bool:
-        value = await self._pool.fetchval("SELECT cancel_requested FROM downloader.jobs WHERE id = $1", job_id)
+        value = await self._pool.fetchval(
+            "SELECT cancel_requested FROM downloader.jobs WHERE id = $1", job_id
+        )
         return bool(value)
 
     async def expire(self, job_id: uuid.UUID) -> JobState | None:
@@ -278,13 +304,15 @@ class JobStore:
 
     async def due_for_expiry(self, limit: int = 100) -> list[uuid.UUID]:
         rows = await self._pool.fetch(
-            "SELECT id FROM downloader.jobs WHERE status = 'completed' AND expires_at <= now() LIMIT $1", limit
+            "SELECT id FROM downloader.jobs WHERE status = 'completed' AND expires_at <= now() LIMIT $1",
+            limit,
         )
         return [row["id"] for row in rows]
 
     async def delete_finished_before(self, cutoff: datetime) -> int:
         result = await self._pool.execute(
-            "DELETE FROM downloader.jobs WHERE status IN ('failed', 'cancelled', 'expired') AND finished_at < $1",
+            "DELETE FROM downloader.jobs "
+            "WHERE status IN ('failed', 'cancelled', 'expired') AND finished_at < $1",
             cutoff,
         )
         return int(result.split()[-1])

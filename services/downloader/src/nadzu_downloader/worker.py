@@ -88,9 +88,13 @@ def classify(error: BaseException) -> JobFailure:
         if isinstance(cause, HTTPError):
             status = cause.status
             if status in (404, 410):
-                return JobFailure("permanent", "source-not-found", f"The media server answered {status}: {message}")
+                return JobFailure(
+                    "permanent", "source-not-found", f"The media server answered {status}: {message}"
+                )
             if status in (401, 403, 451):
-                return JobFailure("permanent", "source-forbidden", f"The media server refused access ({status}).")
+                return JobFailure(
+                    "permanent", "source-forbidden", f"The media server refused access ({status})."
+                )
             if status in (408, 425, 429) or status >= 500:
                 return JobFailure("transient", "source-unavailable", f"The media server answered {status}.")
             return JobFailure("permanent", "source-error", f"The media server answered {status}: {message}")
@@ -101,7 +105,9 @@ def classify(error: BaseException) -> JobFailure:
         if isinstance(cause, ContentTooShortError):
             return JobFailure("transient", "incomplete-download", "The server closed the transfer early.")
         if isinstance(cause, TransportError | TimeoutError | ConnectionError):
-            return JobFailure("transient", "network-error", f"The media server could not be reached: {message}")
+            return JobFailure(
+                "transient", "network-error", f"The media server could not be reached: {message}"
+            )
     if "Unsupported URL" in message:
         return JobFailure("permanent", "unsupported-url", "No extractor supports this URL.")
     if "Requested format is not available" in message:
@@ -145,7 +151,10 @@ def _probe_duration(path: Path) -> float | None:
     try:
         completed = subprocess.run(
             ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
-            capture_output=True, text=True, timeout=30, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
         return round(float(completed.stdout.strip()), 3)
     except (OSError, ValueError, subprocess.TimeoutExpired):
@@ -235,13 +244,17 @@ def run_job(job: dict[str, Any], send: Any) -> dict[str, Any]:
         if info is None:
             raise JobFailure("permanent", "extraction-failed", "No media information could be extracted.")
         if info.get("_type") in ("playlist", "multi_video"):
-            raise JobFailure("permanent", "playlist-not-supported", "Playlists are not supported; send one item's URL.")
+            raise JobFailure(
+                "permanent", "playlist-not-supported", "Playlists are not supported; send one item's URL."
+            )
         if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming"):
             raise JobFailure("permanent", "live-not-supported", "Live streams are not supported.")
         duration = info.get("duration")
         if duration and duration > job["max_duration"]:
             raise JobFailure(
-                "permanent", "too-long", f"The media lasts {duration:.0f} s; the limit is {job['max_duration']:.0f} s."
+                "permanent",
+                "too-long",
+                f"The media lasts {duration:.0f} s; the limit is {job['max_duration']:.0f} s.",
             )
         info = ydl.process_ie_result(info, download=True)
 
@@ -249,13 +262,19 @@ def run_job(job: dict[str, Any], send: Any) -> dict[str, Any]:
     if path is None:
         size_hint = info.get("filesize") or info.get("filesize_approx")
         if size_hint and size_hint > job["max_filesize"]:
-            raise JobFailure("permanent", "too-large", f"The media is {size_hint} bytes; the limit is {job['max_filesize']}.")
+            raise JobFailure(
+                "permanent",
+                "too-large",
+                f"The media is {size_hint} bytes; the limit is {job['max_filesize']}.",
+            )
         raise JobFailure("permanent", "empty-media", "The download produced no file.")
     size = path.stat().st_size
     if size == 0:
         raise JobFailure("permanent", "empty-media", "The server sent an empty file.")
     if size > job["max_filesize"]:
-        raise JobFailure("permanent", "too-large", f"The file is {size} bytes; the limit is {job['max_filesize']}.")
+        raise JobFailure(
+            "permanent", "too-large", f"The file is {size} bytes; the limit is {job['max_filesize']}."
+        )
 
     duration = info.get("duration") or _probe_duration(path)
     return {

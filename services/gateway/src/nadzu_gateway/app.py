@@ -17,7 +17,13 @@ from nadzu_common.logging import get_logger
 from . import __version__
 from .jobs import JobDirectory
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware
-from .problems import Problem, handle_http_exception, handle_problem, handle_unexpected, handle_validation_error
+from .problems import (
+    Problem,
+    handle_http_exception,
+    handle_problem,
+    handle_unexpected,
+    handle_validation_error,
+)
 from .routes import contributions, downloads, service
 from .settings import GatewaySettings
 

@@ -19,7 +19,9 @@ from .problems import Problem
 def content_disposition(filename: str) -> str:
     """An RFC 6266 header: an ASCII `filename` for old clients and the exact UTF-8 name in `filename*`."""
     ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
-    ascii_name = "".join(ch if 0x20 <= ord(ch) < 0x7F and ch not in '"\\%' else "_" for ch in ascii_name).strip()
+    ascii_name = "".join(
+        ch if 0x20 <= ord(ch) < 0x7F and ch not in '"\\%' else "_" for ch in ascii_name
+    ).strip()
     if not ascii_name or ascii_name.startswith("."):
         ascii_name = "download" + Path(filename).suffix.encode("ascii", "ignore").decode()
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
@@ -44,7 +46,9 @@ def file_response(request: Request, downloads_dir: Path, result: JobResult) -> R
     try:
         stat = os.stat(path)
     except FileNotFoundError:
-        raise Problem(410, "file-gone", "File gone", detail="The job's file was removed from the volume.") from None
+        raise Problem(
+            410, "file-gone", "File gone", detail="The job's file was removed from the volume."
+        ) from None
 
     etag = f'"{result.sha256}"'
     headers = {
@@ -56,7 +60,9 @@ def file_response(request: Request, downloads_dir: Path, result: JobResult) -> R
     }
     if_none_match = request.headers.get("if-none-match")
     if if_none_match is not None and _etag_matches(if_none_match, etag):
-        return Response(status_code=304, headers={k: v for k, v in headers.items() if k != "Content-Disposition"})
+        return Response(
+            status_code=304, headers={k: v for k, v in headers.items() if k != "Content-Disposition"}
+        )
 
     _reject_unsatisfiable_range(request, stat.st_size, etag, headers["Last-Modified"])
     return FileResponse(path, media_type=result.content_type, headers=headers, stat_result=stat)
@@ -76,7 +82,9 @@ def _reject_unsatisfiable_range(request: Request, size: int, etag: str, last_mod
         FileResponse._parse_range_header(http_range, size)
     except RangeNotSatisfiable:
         raise Problem(
-            416, "range-not-satisfiable", "Range not satisfiable",
+            416,
+            "range-not-satisfiable",
+            "Range not satisfiable",
             detail=f"The file is {size} bytes; the requested range lies outside it.",
             headers={"Content-Range": f"bytes */{size}"},
         ) from None

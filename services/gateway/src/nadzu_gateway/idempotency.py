@@ -35,7 +35,9 @@ def body_fingerprint(payload: dict[str, object]) -> str:
 def validate_key(key: str) -> str:
     if not _KEY_PATTERN.match(key):
         raise Problem(
-            400, "invalid-idempotency-key", "Invalid Idempotency-Key",
+            400,
+            "invalid-idempotency-key",
+            "Invalid Idempotency-Key",
             detail="An Idempotency-Key is 1 to 255 visible ASCII characters.",
         )
     return key
@@ -46,7 +48,9 @@ def _redis_key(owner: str, key: str) -> str:
     return f"nadzu:idempotency:{owner}:{digest}"
 
 
-async def claim(client: redis.Redis, owner: str, key: str, record: IdempotencyRecord) -> IdempotencyRecord | None:
+async def claim(
+    client: redis.Redis, owner: str, key: str, record: IdempotencyRecord
+) -> IdempotencyRecord | None:
     """Store `record` for this key unless one exists; return the existing record when there is one."""
     value = json.dumps({"body_hash": record.body_hash, "job_id": str(record.job_id)})
     try:

@@ -66,7 +66,9 @@ class JobDirectory:
         try:
             event = JobEvent.model_validate_json(msg.data)
         except ValidationError as error:
-            log.warning("jobs.bad_event", subject=msg.subject, sequence=metadata.sequence.stream, error=str(error))
+            log.warning(
+                "jobs.bad_event", subject=msg.subject, sequence=metadata.sequence.stream, error=str(error)
+            )
         else:
             self.record(metadata.sequence.stream, event.job)
 
@@ -112,4 +114,6 @@ class JobDirectory:
         return page, next_cursor
 
     def count_active(self, owner: str) -> int:
-        return sum(1 for entry in self._entries.values() if entry.job.owner == owner and entry.job.status.is_active)
+        return sum(
+            1 for entry in self._entries.values() if entry.job.owner == owner and entry.job.status.is_active
+        )

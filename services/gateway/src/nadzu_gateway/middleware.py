@@ -29,7 +29,9 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def send_problem(send: Send, status: int, slug: str, title: str, detail: str, request_id: str, path: str) -> None:
+async def send_problem(
+    send: Send, status: int, slug: str, title: str, detail: str, request_id: str, path: str
+) -> None:
     body = json.dumps(
         {
             "type": TYPE_PREFIX + slug,
@@ -104,8 +106,13 @@ class BodyLimitMiddleware:
                 declared = -1
             if declared > self.max_body_bytes:
                 await send_problem(
-                    send, 413, "payload-too-large", "Request body too large",
-                    f"The body is {declared} bytes; the limit is {self.max_body_bytes}.", request_id, path,
+                    send,
+                    413,
+                    "payload-too-large",
+                    "Request body too large",
+                    f"The body is {declared} bytes; the limit is {self.max_body_bytes}.",
+                    request_id,
+                    path,
                 )
                 return
 
@@ -115,8 +122,13 @@ class BodyLimitMiddleware:
         if has_body and not is_json:
             shown = content_type.decode("latin-1") or "none"
             await send_problem(
-                send, 415, "unsupported-media-type", "Unsupported media type",
-                f"Send the body as application/json (got {shown}).", request_id, path,
+                send,
+                415,
+                "unsupported-media-type",
+                "Unsupported media type",
+                f"Send the body as application/json (got {shown}).",
+                request_id,
+                path,
             )
             return
 
@@ -137,8 +149,13 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, send)
         except _BodyTooLarge:
             await send_problem(
-                send, 413, "payload-too-large", "Request body too large",
-                f"The body exceeds the limit of {self.max_body_bytes} bytes.", request_id, path,
+                send,
+                413,
+                "payload-too-large",
+                "Request body too large",
+                f"The body exceeds the limit of {self.max_body_bytes} bytes.",
+                request_id,
+                path,
             )
 
 

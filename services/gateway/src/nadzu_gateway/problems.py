@@ -64,7 +64,9 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
     }
     if problem.errors:
         body["errors"] = problem.errors
-    return JSONResponse(body, status_code=problem.status, headers=problem.headers, media_type=PROBLEM_CONTENT_TYPE)
+    return JSONResponse(
+        body, status_code=problem.status, headers=problem.headers, media_type=PROBLEM_CONTENT_TYPE
+    )
 
 
 _STATUS_SLUGS = {
@@ -100,13 +102,20 @@ async def handle_validation_error(request: Request, exc: Exception) -> JSONRespo
         if item.get("type") == "json_invalid":
             malformed_json = True
         location = [str(part) for part in item.get("loc", ()) if part != "body"]
-        errors.append({"field": ".".join(location) or None, "code": item.get("type"), "message": item.get("msg")})
+        errors.append(
+            {"field": ".".join(location) or None, "code": item.get("type"), "message": item.get("msg")}
+        )
 
     if malformed_json:
-        problem = Problem(400, "malformed-json", "Malformed JSON", detail="The request body is not valid JSON.")
+        problem = Problem(
+            400, "malformed-json", "Malformed JSON", detail="The request body is not valid JSON."
+        )
     else:
         problem = Problem(
-            422, "validation-failed", "Validation failed", detail="The request does not match the schema.",
+            422,
+            "validation-failed",
+            "Validation failed",
+            detail="The request does not match the schema.",
             errors=errors,
         )
     return problem_response(request, problem)

@@ -42,4 +42,6 @@ async def request(
         return reply_type.model_validate_json(reply.data)
     except ValidationError as error:
         log.error("rpc.bad_reply", subject=subject, error=str(error))
-        raise Problem(502, "bad-gateway", "Bad gateway", detail=f"{service} sent a reply that cannot be read.") from None
+        raise Problem(
+            502, "bad-gateway", "Bad gateway", detail=f"{service} sent a reply that cannot be read."
+        ) from None

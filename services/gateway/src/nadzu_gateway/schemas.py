@@ -16,7 +16,8 @@ class DownloadCreate(BaseModel):
 
     url: str = Field(max_length=4096, examples=["https://media.example.com/clip.mp4"])
     format: str = Field(
-        default="video", max_length=400,
+        default="video",
+        max_length=400,
         description="`video` (best, merged into MP4 when possible), `audio`, or a yt-dlp format selector.",
     )
 

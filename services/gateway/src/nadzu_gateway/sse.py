@@ -50,7 +50,9 @@ def _event_data(event: JobEvent, base_url: str, snapshot: bool) -> dict[str, Any
 def _to_sse(event: JobEvent, sequence: int, base_url: str, snapshot: bool = False) -> ServerSentEvent:
     name = "status" if snapshot else event.event
     return ServerSentEvent(
-        data=json.dumps(_event_data(event, base_url, snapshot), separators=(",", ":")), event=name, id=str(sequence)
+        data=json.dumps(_event_data(event, base_url, snapshot), separators=(",", ":")),
+        event=name,
+        id=str(sequence),
     )
 
 
@@ -111,7 +113,9 @@ class _Follower:
             return sequence, None
 
 
-async def _finished_history(js: JetStreamContext, job_id: uuid.UUID, after: int, last: int) -> list[tuple[int, JobEvent]]:
+async def _finished_history(
+    js: JetStreamContext, job_id: uuid.UUID, after: int, last: int
+) -> list[tuple[int, JobEvent]]:
     """Return a finished job's events after `after`, up to and including its first terminal event."""
     events: list[tuple[int, JobEvent]] = []
     if after >= last:
@@ -131,7 +135,11 @@ async def _finished_history(js: JetStreamContext, job_id: uuid.UUID, after: int,
 
 
 async def job_event_stream(
-    js: JetStreamContext, job_id: uuid.UUID, last_event_id: str | None, base_url: str, heartbeat_seconds: float
+    js: JetStreamContext,
+    job_id: uuid.UUID,
+    last_event_id: str | None,
+    base_url: str,
+    heartbeat_seconds: float,
 ) -> Response:
     """Build the SSE response for one job, or a 204 when a resuming client has already seen its end."""
     subject = Subjects.download_events(job_id)

@@ -26,7 +26,10 @@ _SELECTOR_CHARACTERS = re.compile(r"^[A-Za-z0-9_+\-/\[\]<>=!*?.:~^$,()| ]+$")
 
 def _invalid_url(detail: str, code: str) -> Problem:
     return Problem(
-        422, "invalid-url", "Invalid URL", detail=detail,
+        422,
+        "invalid-url",
+        "Invalid URL",
+        detail=detail,
         errors=[{"field": "url", "code": code, "message": detail}],
     )
 
@@ -84,9 +87,13 @@ def validate_format(selector: str) -> str:
         return selector
 
     problem = Problem(
-        422, "invalid-format", "Invalid format",
+        422,
+        "invalid-format",
+        "Invalid format",
         detail="Use 'video', 'audio' or a yt-dlp format selector such as 'bv*+ba/b'.",
-        errors=[{"field": "format", "code": "invalid-format", "message": f"Cannot parse format {selector!r}."}],
+        errors=[
+            {"field": "format", "code": "invalid-format", "message": f"Cannot parse format {selector!r}."}
+        ],
     )
     # A leading dash could read as an option to any tool that is handed the selector later.
     if not selector or selector.startswith("-") or len(selector) > MAX_FORMAT_LENGTH:

@@ -26,20 +26,55 @@ _TYPES = {
 }
 
 
-def make_video(path: Path, seconds: float = 2.0, size: str = "320x240", bitrate: str | None = None,
-               noise: bool = False, title: str | None = None) -> Path:
+def make_video(
+    path: Path,
+    seconds: float = 2.0,
+    size: str = "320x240",
+    bitrate: str | None = None,
+    noise: bool = False,
+    title: str | None = None,
+) -> Path:
     """Encode an H.264/AAC MP4 test clip with ffmpeg."""
     path.parent.mkdir(parents=True, exist_ok=True)
     video_filter = ["-vf", "noise=alls=40:allf=t"] if noise else []
     rate = ["-b:v", bitrate, "-maxrate", bitrate, "-minrate", bitrate, "-bufsize", bitrate] if bitrate else []
     metadata = ["-metadata", f"title={title}"] if title else []
     command = [
-        "ffmpeg", "-loglevel", "error", "-y",
-        "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={seconds}",
-        "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
-        *video_filter, "-c:v", "libx264", "-preset", "ultrafast", *rate,
-        "-g", "25", "-keyint_min", "25", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-b:a", "64k", "-shortest", "-movflags", "+faststart", *metadata, str(path),
+        "ffmpeg",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={size}:rate=25:duration={seconds}",
+        "-f",
+        "lavfi",
+        "-i",
+        f"sine=frequency=440:duration={seconds}",
+        *video_filter,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        *rate,
+        "-g",
+        "25",
+        "-keyint_min",
+        "25",
+        "-sc_threshold",
+        "0",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "64k",
+        "-shortest",
+        "-movflags",
+        "+faststart",
+        *metadata,
+        str(path),
     ]
     subprocess.run(command, check=True)
     return path
@@ -51,9 +86,23 @@ def make_hls(source: Path, directory: Path, segment_seconds: int = 1) -> Path:
     playlist = directory / "index.m3u8"
     subprocess.run(
         [
-            "ffmpeg", "-loglevel", "error", "-y", "-i", str(source), "-c", "copy",
-            "-f", "hls", "-hls_time", str(segment_seconds), "-hls_playlist_type", "vod",
-            "-hls_segment_filename", str(directory / "segment%03d.ts"), str(playlist),
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(source),
+            "-c",
+            "copy",
+            "-f",
+            "hls",
+            "-hls_time",
+            str(segment_seconds),
+            "-hls_playlist_type",
+            "vod",
+            "-hls_segment_filename",
+            str(directory / "segment%03d.ts"),
+            str(playlist),
         ],
         check=True,
     )

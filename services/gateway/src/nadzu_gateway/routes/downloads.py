@@ -53,7 +53,9 @@ def _caller(request: Request) -> tuple[str, bool]:
 
 
 def _job_not_found(job_id: str) -> Problem:
-    return Problem(404, "job-not-found", "Job not found", detail=f"No download job {job_id} exists for this caller.")
+    return Problem(
+        404, "job-not-found", "Job not found", detail=f"No download job {job_id} exists for this caller."
+    )
 
 
 async def _find_job(request: Request, job_id: str) -> tuple[int, JobState]:
@@ -75,7 +77,9 @@ def _public(request: Request, job: JobState) -> dict[str, Any]:
 async def _publish(request: Request, subject: str, payload: bytes, msg_id: str) -> int:
     headers = message_headers(msg_id=msg_id, request_id=request.state.request_id)
     try:
-        ack = await request.app.state.js.publish(subject, payload, timeout=PUBLISH_TIMEOUT_SECONDS, headers=headers)
+        ack = await request.app.state.js.publish(
+            subject, payload, timeout=PUBLISH_TIMEOUT_SECONDS, headers=headers
+        )
     except (NatsError, JetStreamError, TimeoutError) as error:
         log.error("downloads.publish_failed", subject=subject, error=repr(error))
         raise dependency_unavailable("nats", "the message bus did not accept the command") from None
@@ -107,7 +111,12 @@ async def create_download(
     owner, _ = _caller(request)
 
     job = JobState(
-        id=new_id(), owner=owner, url=url, format=selector, status=JobStatus.QUEUED, created_at=datetime.now(UTC)
+        id=new_id(),
+        owner=owner,
+        url=url,
+        format=selector,
+        status=JobStatus.QUEUED,
+        created_at=datetime.now(UTC),
     )
 
     key = idempotency.validate_key(idempotency_key) if idempotency_key is not None else None
@@ -120,7 +129,9 @@ async def create_download(
             return await _replay(request, existing, fingerprint)
 
     try:
-        await _publish_event(request, JobEvent(event="status", changed=["status"], job=job), f"{job.id}:created")
+        await _publish_event(
+            request, JobEvent(event="status", changed=["status"], job=job), f"{job.id}:created"
+        )
     except Problem:
         if key is not None:
             await idempotency.release(request.app.state.redis, owner, key)
@@ -132,11 +143,14 @@ async def create_download(
     except Problem:
         # The job is already visible; record why it will never run rather than leave it queued forever.
         job.status = JobStatus.FAILED
-        job.error = JobError(code="enqueue-failed", message="The download command could not be queued; retry.")
+        job.error = JobError(
+            code="enqueue-failed", message="The download command could not be queued; retry."
+        )
         job.finished_at = datetime.now(UTC)
         try:
             await _publish_event(
-                request, JobEvent(event="failed", changed=["status", "error", "finished_at"], job=job),
+                request,
+                JobEvent(event="failed", changed=["status", "error", "finished_at"], job=job),
                 f"{job.id}:enqueue-failed",
             )
         except Problem:
@@ -152,13 +166,17 @@ async def create_download(
 async def _replay(request: Request, record: idempotency.IdempotencyRecord, fingerprint: str) -> Response:
     if record.body_hash != fingerprint:
         raise Problem(
-            422, "idempotency-key-reused", "Idempotency-Key reused",
+            422,
+            "idempotency-key-reused",
+            "Idempotency-Key reused",
             detail="This Idempotency-Key was already used with a different request body.",
         )
     entry = await request.app.state.jobs.get(record.job_id)
     if entry is None:
         raise Problem(
-            409, "idempotency-key-in-use", "Request in progress",
+            409,
+            "idempotency-key-in-use",
+            "Request in progress",
             detail="A request with this Idempotency-Key is still being processed; retry shortly.",
             headers={"Retry-After": "1"},
         )
@@ -177,12 +195,20 @@ async def list_downloads(
         before = parse_id(cursor)
         if before is None:
             raise Problem(
-                422, "invalid-cursor", "Invalid cursor", detail="Pass the `next_cursor` value of a previous page.",
-                errors=[{"field": "cursor", "code": "invalid-cursor", "message": "Not a cursor from this API."}],
+                422,
+                "invalid-cursor",
+                "Invalid cursor",
+                detail="Pass the `next_cursor` value of a previous page.",
+                errors=[
+                    {"field": "cursor", "code": "invalid-cursor", "message": "Not a cursor from this API."}
+                ],
             )
     owner, is_admin = _caller(request)
     jobs, next_cursor = request.app.state.jobs.list(None if is_admin else owner, status, before, limit)
-    body = {"items": [_public(request, job) for job in jobs], "next_cursor": str(next_cursor) if next_cursor else None}
+    body = {
+        "items": [_public(request, job) for job in jobs],
+        "next_cursor": str(next_cursor) if next_cursor else None,
+    }
     return JSONResponse(body)
 
 
@@ -192,7 +218,9 @@ async def get_download(request: Request, job_id: str) -> JSONResponse:
     return JSONResponse(_public(request, job))
 
 
-@router.get("/{job_id}/events", response_class=Response, responses={200: {"content": {"text/event-stream": {}}}})
+@router.get(
+    "/{job_id}/events", response_class=Response, responses={200: {"content": {"text/event-stream": {}}}}
+)
 async def download_events(
     request: Request,
     job_id: str,
@@ -201,7 +229,10 @@ async def download_events(
     await _find_job(request, job_id)
     settings = request.app.state.settings
     return await job_event_stream(
-        request.app.state.js, uuid.UUID(job_id), last_event_id, settings.public_base_url,
+        request.app.state.js,
+        uuid.UUID(job_id),
+        last_event_id,
+        settings.public_base_url,
         settings.sse_heartbeat_seconds,
     )
 
@@ -213,13 +244,17 @@ async def download_file(request: Request, job_id: str) -> Response:
         raise Problem(410, "file-gone", "File gone", detail="The job's file has expired or was deleted.")
     if job.status != JobStatus.COMPLETED or job.result is None:
         raise Problem(
-            409, "job-not-completed", "Job not completed",
+            409,
+            "job-not-completed",
+            "Job not completed",
             detail=f"The job is {job.status.value}; its file exists only once it is completed.",
         )
     return file_response(request, request.app.state.settings.downloads_dir, job.result)
 
 
-@router.delete("/{job_id}", status_code=202, responses={202: {"model": JobOut}, 204: {"description": "Finished"}})
+@router.delete(
+    "/{job_id}", status_code=202, responses={202: {"model": JobOut}, 204: {"description": "Finished"}}
+)
 async def delete_download(request: Request, job_id: str) -> Response:
     _, job = await _find_job(request, job_id)
 
@@ -229,7 +264,9 @@ async def delete_download(request: Request, job_id: str) -> Response:
         # The broadcast reaches the replica running the job at once; the command above makes sure a job
         # that no replica has started yet never starts.
         try:
-            await request.app.state.nats.publish(Subjects.DOWNLOAD_CANCEL_SIGNAL, encode(CancelSignal(job_id=job.id)))
+            await request.app.state.nats.publish(
+                Subjects.DOWNLOAD_CANCEL_SIGNAL, encode(CancelSignal(job_id=job.id))
+            )
         except NatsError as error:
             log.warning("downloads.cancel_signal_failed", job_id=str(job.id), error=repr(error))
         log.info("downloads.cancel_requested", job_id=str(job.id))

@@ -79,7 +79,11 @@ async def _check_jobs(app: FastAPI) -> str | None:
 async def _check_downloader(app: FastAPI) -> str | None:
     try:
         reply = await rpc_request(
-            app.state.nats, Subjects.DOWNLOAD_HEALTH, HealthQuery(), HealthReply, "downloader",
+            app.state.nats,
+            Subjects.DOWNLOAD_HEALTH,
+            HealthQuery(),
+            HealthReply,
+            "downloader",
             timeout=READINESS_TIMEOUT_SECONDS,
         )
     except Problem as problem:
@@ -102,8 +106,13 @@ async def supported_sites(
     fetched_at: float = getattr(state, "sites_fetched_at", 0.0)
     if getattr(state, "sites", None) is None or time.monotonic() - fetched_at > SITES_CACHE_SECONDS:
         state.sites = await rpc_request(
-            state.nats, Subjects.DOWNLOAD_SITES, SupportedSitesQuery(), SupportedSitesReply, "downloader",
-            timeout=max(state.settings.rpc_timeout_seconds, 5.0), request_id=request.state.request_id,
+            state.nats,
+            Subjects.DOWNLOAD_SITES,
+            SupportedSitesQuery(),
+            SupportedSitesReply,
+            "downloader",
+            timeout=max(state.settings.rpc_timeout_seconds, 5.0),
+            request_id=request.state.request_id,
         )
         state.sites_fetched_at = time.monotonic()
 
