@@ -32,6 +32,8 @@ Clock = Callable[[], datetime]
 # Seconds a fetch may hold the lock. A waiter that hears nothing for this long assumes the holder died
 # and tries to take the lock itself.
 LOCK_TTL_SECONDS = 60
+# Seconds a shutdown waits for running refreshes before cancelling them.
+STOP_WAIT_SECONDS = 5
 # Seconds between two refresh attempts of one stale calendar after a failed refresh.
 REFRESH_BACKOFF_SECONDS = 30
 
@@ -89,7 +91,12 @@ class CalendarCache:
         await self._subscribed.wait()
 
     async def stop(self) -> None:
-        await self.wait_background()
+        # Refreshes are only worth a short wait at shutdown: the stale calendars stay served elsewhere.
+        if self._background:
+            _, pending = await asyncio.wait(set(self._background), timeout=STOP_WAIT_SECONDS)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
@@ -198,12 +205,16 @@ class CalendarCache:
             # The stale calendar stays; the next attempt waits so a failing GitHub is not called per request.
             wait = max(error.retry_after or 0, REFRESH_BACKOFF_SECONDS)
             log.warning("contributions.refresh_failed", key=key, slug=error.slug, retry_in=wait)
+            # A miss that arrived after the stale calendar expired waits on this lock, so it gets the error.
+            await self._publish(_Completion(key=key, problem=error.to_problem()))
             try:
                 await self._redis.set(backoff_key, "1", ex=wait)
             except redis.RedisError:
                 pass
         except Exception:
             log.exception("contributions.refresh_crashed", key=key)
+            problem = ContributionsError("Fetching the calendar failed.").to_problem()
+            await self._publish(_Completion(key=key, problem=problem))
         else:
             await self._write(key, calendar)
             await self._publish(_Completion(key=key))

@@ -29,8 +29,9 @@ from .settings import ContributionsSettings
 
 log = get_logger(__name__)
 
-# Seconds a shutdown waits for queries in progress; below the deploy's grace period.
-GRACEFUL_TIMEOUT_SECONDS = 15.0
+# Seconds a shutdown waits for queries in progress. The deploy files give the service a longer stop grace
+# period than this.
+GRACEFUL_TIMEOUT_SECONDS = 10.0
 
 
 def create_broker(
