@@ -91,7 +91,7 @@ class CalendarCache:
         await self._subscribed.wait()
 
     async def stop(self) -> None:
-        # Refreshes are only worth a short wait at shutdown: the stale calendars stay served elsewhere.
+        # A cancelled refresh loses nothing: the stale calendar stays in Redis and a later request retries.
         if self._background:
             _, pending = await asyncio.wait(set(self._background), timeout=STOP_WAIT_SECONDS)
             for task in pending:
