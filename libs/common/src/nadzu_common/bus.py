@@ -36,7 +36,8 @@ class Subjects:
     """Subject names: `<domain>.<kind>.<name>`."""
 
     DOWNLOAD_ENQUEUE = "downloads.cmd.enqueue"
-    DOWNLOAD_CANCEL = "downloads.cmd.cancel"
+    # One subject per job, so a downloader about to start a job can see whether a cancel is pending.
+    DOWNLOAD_CANCEL = "downloads.cmd.cancel.>"
     DOWNLOAD_RELEASE = "downloads.cmd.release"
     DOWNLOAD_CANCEL_SIGNAL = "downloads.ctl.cancel"
     DOWNLOAD_EVENTS = "downloads.evt.>"
@@ -47,6 +48,10 @@ class Subjects:
     @staticmethod
     def download_events(job_id: uuid.UUID | str) -> str:
         return f"downloads.evt.{job_id}"
+
+    @staticmethod
+    def download_cancel(job_id: uuid.UUID | str) -> str:
+        return f"downloads.cmd.cancel.{job_id}"
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,16 @@ DEAD_LETTERS_STREAM = StreamSpec(
     max_bytes=256 * 1024**2,
 )
 
-ALL_STREAMS = (COMMANDS_STREAM, EVENTS_STREAM, DEAD_LETTERS_STREAM)
+# Auth facts such as revoked keys; every gateway replica follows them to drop cached keys.
+AUTH_EVENTS_STREAM = StreamSpec(
+    name="AUTH_EVENTS",
+    subjects=["auth.evt.>"],
+    retention=RetentionPolicy.LIMITS,
+    max_age_seconds=7 * DAY,
+    max_bytes=64 * 1024**2,
+)
+
+ALL_STREAMS = (COMMANDS_STREAM, EVENTS_STREAM, DEAD_LETTERS_STREAM, AUTH_EVENTS_STREAM)
 
 # The downloader's durable consumers. Ack waits are short because running jobs send in-progress acks.
 ENQUEUE_CONSUMER = "downloader-enqueue"

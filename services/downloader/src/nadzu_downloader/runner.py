@@ -20,7 +20,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from nadzu_common.bus import EVENTS_STREAM, Subjects, encode, message_headers
+from nadzu_common.bus import COMMANDS_STREAM, EVENTS_STREAM, Subjects, encode, message_headers
 from nadzu_common.logging import bound_context, get_logger
 from nadzu_common.messages import (
     EnqueueDownload,
@@ -160,7 +160,26 @@ class JobRunner:
             except Exception as error:
                 log.warning("runner.heartbeat_failed", error=repr(error))
 
+    async def _cancel_pending(self, job_id: uuid.UUID) -> bool:
+        """Whether a cancel command for the job waits in the stream, not yet read by the cancel consumer."""
+        try:
+            await self.js.get_last_msg(COMMANDS_STREAM.name, Subjects.download_cancel(job_id))
+        except NotFoundError:
+            return False
+        return True
+
     async def _run(self, command: EnqueueDownload) -> Literal["done", "retry", "handed-back"]:
+        # The cancel consumer may not have read a cancel sent while no downloader ran; a job cancelled
+        # while queued must never start, so look for one before claiming the job.
+        if await self._cancel_pending(command.job.id):
+            current, _ = await self.store.request_cancel(command.job)
+            if current.status == JobStatus.RUNNING:
+                # This delivery owns the job (an earlier attempt crashed), so nobody else ends it.
+                current = await self.store.mark_cancelled(current.id) or current
+            await self.ensure_final_event(current)
+            log.info("runner.cancelled_before_start")
+            return "done"
+
         claim = await self.store.claim(command.job)
         job = claim.job
         if claim.cancel_requested and job.status.is_active:

@@ -260,7 +260,7 @@ async def delete_download(request: Request, job_id: str) -> Response:
 
     if job.status.is_active:
         command = CancelDownload(job=job, request_id=request.state.request_id)
-        await _publish(request, Subjects.DOWNLOAD_CANCEL, encode(command), f"{job.id}:cancel")
+        await _publish(request, Subjects.download_cancel(job.id), encode(command), f"{job.id}:cancel")
         # The broadcast reaches the replica running the job at once; the command above makes sure a job
         # that no replica has started yet never starts.
         try:
