@@ -206,7 +206,12 @@ def run() -> int:
         base_url = f"http://{env['GATEWAY_HOST']}:{env['GATEWAY_PORT']}"
         wait_until(lambda: answers(env["GATEWAY_HOST"], int(env["GATEWAY_PORT"])), 60, "the gateway")
         say(f"gateway listening at {base_url} (API docs at {base_url}/docs); Ctrl-C stops everything")
+        parent = os.getppid()
         while not stopping:
+            # `make` does not pass SIGTERM on to its recipe; when make is gone, stop as if signalled.
+            if os.getppid() != parent:
+                say("parent process exited")
+                break
             for name, process in stack.children:
                 if process.poll() is not None:
                     say(f"{name} exited with status {process.returncode}; stopping the stack")

@@ -9,7 +9,7 @@ import httpx
 import nats
 
 from nadzu_common.bus import COMMANDS_STREAM, ENQUEUE_CONSUMER, EVENTS_STREAM, Subjects
-from tests.support.stack import Stack
+from tests.support.stack import Stack, free_port
 
 from .conftest import Media, create_job, finish, read_events, wait_for, wait_for_bus_status
 
@@ -80,10 +80,15 @@ def test_enqueue_while_downloader_stopped(own_stack: Stack, media: Media) -> Non
         snapshot = read_events(client, job["id"], stop_after=1)
         assert snapshot[0]["data"]["status"] == "queued"
 
-        own_stack.start_downloader()
+        metrics_port = free_port()
+        own_stack.start_downloader(METRICS_PORT=str(metrics_port))
         done = finish(client, job["id"])
         assert done["status"] == "completed"
         assert done["attempts"] == 1
+
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+    assert 'nadzu_downloader_jobs_total{outcome="completed"} 1.0' in metrics
+    assert f"nadzu_downloader_downloaded_bytes_total {float(done['result']['size'])}" in metrics
 
 
 def test_cancel_queued_job_never_starts(own_stack: Stack, media: Media) -> None:

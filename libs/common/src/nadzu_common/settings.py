@@ -13,7 +13,10 @@ SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 class CommonSettings(BaseSettings):
     """Variables every service reads. Each service subclasses this with its own fields."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    # An empty variable means unset: compose files pass "" for optional settings they do not fill in.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", case_sensitive=False, env_ignore_empty=True
+    )
 
     nats_url: str = "nats://127.0.0.1:4222"
     nats_stream_replicas: int = Field(default=1, ge=1, le=5)

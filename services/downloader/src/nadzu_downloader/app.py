@@ -39,6 +39,7 @@ from nadzu_common.messages import (
     SupportedSitesReply,
 )
 
+from .metrics import serve_metrics
 from .pool import WorkerPool
 from .runner import JobRunner
 from .settings import DownloaderSettings
@@ -57,6 +58,8 @@ def create_app(settings: DownloaderSettings) -> FastStream:
         graceful_timeout=settings.downloader_shutdown_timeout,
         # FastStream's own lines go through the service's log configuration, so they are JSON too.
         logger=logging.getLogger("nadzu.faststream"),
+        # Per-message "Received"/"Processed" lines at DEBUG: at INFO they would dominate the log.
+        log_level=logging.DEBUG,
     )
     commands = JStream(COMMANDS_STREAM.name, declare=False)
     state: dict[str, object] = {}
@@ -130,6 +133,7 @@ def create_app(settings: DownloaderSettings) -> FastStream:
 
     @app.on_startup
     async def start() -> None:
+        serve_metrics(settings.metrics_port)
         settings.downloads_dir.mkdir(parents=True, exist_ok=True)
         nc = await connect(settings.nats_servers, name="nadzu-downloader-runner")
         js = nc.jetstream()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from nadzu_common.messages import (
 
 from .errors import DownloaderError, JobCancelled
 from .events import EventPublisher, ProgressReporter
+from .metrics import DOWNLOAD_SECONDS, DOWNLOADED_BYTES, JOBS_FINISHED, RUNNING_JOBS
 from .naming import content_type_for, safe_filename
 from .pool import WarmWorker, WorkerPool
 from .settings import DownloaderSettings
@@ -198,11 +200,14 @@ class JobRunner:
 
         running = RunningJob(job.id)
         self.running[job.id] = running
+        RUNNING_JOBS.inc()
         try:
-            return await self._attempt(command, job, running)
+            outcome = await self._attempt(command, job, running)
         finally:
+            RUNNING_JOBS.dec()
             self.running.pop(job.id, None)
             self.discard_partial(job.id)
+        return outcome
 
     def discard_partial(self, job_id: uuid.UUID) -> None:
         shutil.rmtree(self.partial_dir(job_id), ignore_errors=True)
@@ -221,6 +226,7 @@ class JobRunner:
         partial = self.partial_dir(job.id)
         shutil.rmtree(partial, ignore_errors=True)
         spec = self._worker_job(job, partial)
+        started = time.monotonic()
 
         def attach(worker: WarmWorker) -> None:
             running.worker = worker
@@ -250,6 +256,9 @@ class JobRunner:
                 await self.ensure_final_event(current)
             return "done"
         await self.publish_outcome(completed)
+        DOWNLOAD_SECONDS.observe(time.monotonic() - started)
+        DOWNLOADED_BYTES.inc(result.size)
+        JOBS_FINISHED.labels("completed").inc()
         log.info("runner.completed", size=result.size, filename=result.filename)
         return "done"
 
@@ -302,12 +311,14 @@ class JobRunner:
             requeued = await self.store.requeue(job.id, error, reporter.progress)
             if requeued is not None:
                 await self.events.publish("status", requeued, ["status", "error"])
+            JOBS_FINISHED.labels("handed_back").inc()
             log.info("runner.handed_back")
             return "handed-back"
 
         cancelled = await self.store.mark_cancelled(job.id, reporter.progress)
         if cancelled is not None:
             await self.publish_outcome(cancelled)
+        JOBS_FINISHED.labels("cancelled").inc()
         log.info("runner.cancelled")
         return "done"
 
@@ -321,6 +332,7 @@ class JobRunner:
             failed = await self.store.fail(job.id, job_error, reporter.progress)
             if failed is not None:
                 await self.publish_outcome(failed)
+            JOBS_FINISHED.labels("failed").inc()
             log.info("runner.failed", code=error.code, error=error.message)
             return "done"
 
@@ -331,6 +343,7 @@ class JobRunner:
         requeued = await self.store.requeue(job.id, job_error, reporter.progress)
         if requeued is not None:
             await self.events.publish("status", requeued, ["status", "attempts", "error"])
+        JOBS_FINISHED.labels("retried").inc()
         log.warning("runner.transient_failure", code=error.code, error=error.message, attempt=job.attempts)
         return "retry"
 
@@ -349,6 +362,7 @@ class JobRunner:
         failed = await self.store.fail(job.id, error)
         if failed is not None:
             await self.publish_outcome(failed)
+        JOBS_FINISHED.labels("dead_lettered").inc()
         log.error("runner.dead_lettered", code=error.code, attempts=job.attempts)
 
     # Cancel and release commands.
@@ -393,7 +407,6 @@ class JobRunner:
         NOTE: with several replicas on one volume this removes only directories older than an hour,
         because a younger one may belong to a job another replica is running right now.
         """
-        import time
 
         root = self.downloads_dir / PARTIAL_DIR
         if not root.is_dir():
