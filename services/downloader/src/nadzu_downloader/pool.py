@@ -78,7 +78,7 @@ class WarmWorker:
                     raise JobCancelled
                 raise TransientError("worker-crashed", "The download process exited unexpectedly.")
             kind = message.get("type")
-            if kind == "progress":
+            if kind in ("progress", "phase"):
                 await on_progress(message)
             elif kind == "done":
                 return message

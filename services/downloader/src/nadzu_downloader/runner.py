@@ -32,7 +32,7 @@ from nadzu_common.messages import (
     JobStatus,
 )
 
-from .errors import DownloaderError, JobCancelled
+from .errors import DownloaderError, JobCancelled, PermanentError, TransientError
 from .events import EventPublisher, ProgressReporter
 from .metrics import DOWNLOAD_SECONDS, DOWNLOADED_BYTES, JOBS_FINISHED, RUNNING_JOBS
 from .naming import content_type_for, safe_filename
@@ -43,7 +43,10 @@ from .storage import JobStore
 log = get_logger(__name__)
 
 PARTIAL_DIR = ".partial"
-StopReason = Literal["cancel", "shutdown"]
+StopReason = Literal["cancel", "shutdown", "failed"]
+# A transfer that delivers less than this many bytes within DOWNLOADER_STALL_TIMEOUT seconds is stalled,
+# so a server that drips a byte a second is abandoned like one that sends nothing.
+STALL_MIN_BYTES = 1024
 
 
 @dataclass
@@ -52,6 +55,13 @@ class RunningJob:
     worker: WarmWorker | None = None
     stop_reason: StopReason | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    failure: DownloaderError | None = None
+
+    def fail(self, error: DownloaderError) -> None:
+        """Stop the job because the runner, not the worker, found it broken (stalled, too large)."""
+        if self.stop_reason is None:
+            self.failure = error
+        self.stop("failed")
 
     def stop(self, reason: StopReason) -> None:
         if self.stop_reason is None:
@@ -59,6 +69,49 @@ class RunningJob:
         self.stopped.set()
         if self.worker is not None:
             self.worker.kill()
+
+
+class TransferWatch:
+    """Bytes a job has received, to catch stalled transfers and files over the size limit.
+
+    yt-dlp reports bytes per file, and a video job may download a video and an audio file one after
+    the other, so a count that drops marks the start of the next file.
+    """
+
+    def __init__(self, stall_timeout: float, max_bytes: int) -> None:
+        self.stall_timeout = stall_timeout
+        self.max_bytes = max_bytes
+        self.downloading = True
+        self.total = 0
+        self._finished_files = 0
+        self._current = 0
+        self._mark = (time.monotonic(), 0)
+
+    def observe(self, message: dict[str, Any]) -> DownloaderError | None:
+        if message.get("type") == "phase":
+            self.downloading = message.get("phase") == "downloading"
+            self._mark = (time.monotonic(), self.total)
+            return None
+        downloaded = int(message.get("downloaded_bytes") or 0)
+        if downloaded < self._current:
+            self._finished_files += self._current
+        self._current = downloaded
+        self.total = self._finished_files + downloaded
+        if self.total > self.max_bytes:
+            return PermanentError("too-large", f"The transfer passed the limit of {self.max_bytes} bytes.")
+        return None
+
+    def stalled(self) -> DownloaderError | None:
+        now = time.monotonic()
+        marked_at, marked_bytes = self._mark
+        if not self.downloading or self.total - marked_bytes >= STALL_MIN_BYTES:
+            self._mark = (now, self.total)
+            return None
+        if now - marked_at > self.stall_timeout:
+            return TransientError(
+                "stalled", f"The transfer received under {STALL_MIN_BYTES} bytes in {self.stall_timeout:g} s."
+            )
+        return None
 
 
 class JobRunner:
@@ -233,15 +286,37 @@ class JobRunner:
             if running.stop_reason is not None:
                 worker.kill()
 
+        watch = TransferWatch(self.settings.downloader_stall_timeout, self.settings.downloader_max_filesize)
+
+        async def on_message(message: dict[str, Any]) -> None:
+            error = watch.observe(message)
+            if error is not None:
+                running.fail(error)
+            if message.get("type") == "progress":
+                await reporter.update(message)
+
+        async def watch_stalls() -> None:
+            while True:
+                await asyncio.sleep(1)
+                error = watch.stalled()
+                if error is not None:
+                    running.fail(error)
+                    return
+
+        watchdog = asyncio.create_task(watch_stalls())
         try:
-            done = await self.pool.run(spec, reporter.update, attach)
-        except JobCancelled:
-            return await self._stopped(job, running, reporter)
-        except DownloaderError as error:
-            if running.stop_reason is not None:
+            done = await self.pool.run(spec, on_message, attach)
+        except (JobCancelled, DownloaderError) as error:
+            if running.stop_reason == "failed" and running.failure is not None:
+                return await self._failed(command, job, running.failure, reporter)
+            if running.stop_reason is not None or isinstance(error, JobCancelled):
                 return await self._stopped(job, running, reporter)
             return await self._failed(command, job, error, reporter)
+        finally:
+            watchdog.cancel()
 
+        if running.stop_reason == "failed" and running.failure is not None:
+            return await self._failed(command, job, running.failure, reporter)
         if running.stop_reason is not None:
             return await self._stopped(job, running, reporter)
         await reporter.finish()

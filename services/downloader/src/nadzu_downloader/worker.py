@@ -38,22 +38,32 @@ class JobFailure(Exception):
 
 
 class _Logger:
-    """Route yt-dlp's messages to stderr with a prefix, keeping the protocol channel clean."""
+    """Route yt-dlp's messages to stderr with a prefix, keeping the protocol channel clean.
+
+    It also remembers the outcomes yt-dlp only reports as text, such as a download skipped for being
+    over the size limit.
+    """
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
+        self.over_size_limit = False
+
+    def _note(self, message: str) -> None:
+        if "larger than max-filesize" in message:
+            self.over_size_limit = True
 
     def debug(self, message: str) -> None:
-        if not message.startswith("[debug] "):
-            return
+        self._note(message)
 
     def info(self, message: str) -> None:
-        return
+        self._note(message)
 
     def warning(self, message: str) -> None:
+        self._note(message)
         print(f"yt-dlp warning job={self.job_id}: {message}", file=sys.stderr, flush=True)
 
     def error(self, message: str) -> None:
+        self._note(message)
         print(f"yt-dlp error job={self.job_id}: {message}", file=sys.stderr, flush=True)
 
 
@@ -108,6 +118,10 @@ def classify(error: BaseException) -> JobFailure:
             return JobFailure(
                 "transient", "network-error", f"The media server could not be reached: {message}"
             )
+    if "bytes read" in message and "more expected" in message:
+        return JobFailure("transient", "incomplete-download", "The server closed the transfer early.")
+    if "Did not get any data blocks" in message:
+        return JobFailure("permanent", "empty-media", "The server sent no data.")
     if "Unsupported URL" in message:
         return JobFailure("permanent", "unsupported-url", "No extractor supports this URL.")
     if "Requested format is not available" in message:
@@ -146,29 +160,59 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _probe_duration(path: Path) -> float | None:
-    """Read the duration from the file itself when the extractor did not report one."""
+def _has_codec(value: object) -> bool:
+    """Whether yt-dlp's `vcodec` value promises a stream (None means it does not say)."""
+    return value is not None and str(value) != "none"
+
+
+def validate_media(path: Path, info: dict[str, Any]) -> float | None:
+    """Check with ffprobe that the file parses, has the promised streams and the expected duration.
+
+    Returns the duration ffprobe measured. Raises `corrupt-media` for a file that fails any check, so a
+    truncated or garbled file is never reported as completed.
+    """
+    command = ["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=codec_type", "-of", "json"]
     try:
         completed = subprocess.run(
-            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
+            [*command, str(path)], capture_output=True, text=True, timeout=120, check=False
         )
-        return round(float(completed.stdout.strip()), 3)
-    except (OSError, ValueError, subprocess.TimeoutExpired):
-        return None
+    except subprocess.TimeoutExpired:
+        raise JobFailure(
+            "permanent", "corrupt-media", "ffprobe could not read the file within 120 s."
+        ) from None
+    if completed.returncode != 0:
+        detail = completed.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise JobFailure("permanent", "corrupt-media", f"The file is not valid media: {detail[0][:200]}")
+
+    probe = json.loads(completed.stdout or "{}")
+    kinds = {stream.get("codec_type") for stream in probe.get("streams", [])}
+    if not kinds & {"video", "audio"}:
+        raise JobFailure("permanent", "corrupt-media", "The file has no audio or video stream.")
+    requested = info.get("requested_downloads") or [info]
+    if any(_has_codec(item.get("vcodec")) for item in requested) and "video" not in kinds:
+        raise JobFailure("permanent", "corrupt-media", "The format promised video but the file has none.")
+
+    try:
+        measured: float | None = round(float(probe.get("format", {}).get("duration")), 3)
+    except (TypeError, ValueError):
+        measured = None
+    expected = info.get("duration")
+    if expected and measured is not None:
+        tolerance = max(2.0, 0.05 * float(expected))
+        if abs(measured - float(expected)) > tolerance:
+            message = f"The file lasts {measured:.1f} s but the source reported {float(expected):.1f} s."
+            raise JobFailure("permanent", "corrupt-media", message)
+    return measured
 
 
-def _options(job: dict[str, Any], workdir: Path, hook: Any) -> dict[str, Any]:
+def _options(job: dict[str, Any], workdir: Path, hook: Any, logger: _Logger) -> dict[str, Any]:
     requested = job["format"]
     options: dict[str, Any] = {
         "outtmpl": {"default": str(workdir / "media.%(ext)s")},
         "noplaylist": True,
         "quiet": True,
         "noprogress": True,
-        "logger": _Logger(job["job_id"]),
+        "logger": logger,
         "progress_hooks": [hook],
         "socket_timeout": job["stall_timeout"],
         "max_filesize": job["max_filesize"],
@@ -239,7 +283,15 @@ def run_job(job: dict[str, Any], send: Any) -> dict[str, Any]:
             }
         )
 
-    with YoutubeDL(_options(job, workdir, hook)) as ydl:
+    def postprocessing(status: dict[str, Any]) -> None:
+        # The parent's stall watchdog pauses while ffmpeg works, because post-processing reports no bytes.
+        phase = "postprocessing" if status.get("status") == "started" else "downloading"
+        send({"type": "phase", "phase": phase})
+
+    logger = _Logger(job["job_id"])
+    options = _options(job, workdir, hook, logger)
+    options["postprocessor_hooks"] = [postprocessing]
+    with YoutubeDL(options) as ydl:
         info = ydl.extract_info(job["url"], download=False)
         if info is None:
             raise JobFailure("permanent", "extraction-failed", "No media information could be extracted.")
@@ -259,6 +311,10 @@ def run_job(job: dict[str, Any], send: Any) -> dict[str, Any]:
         info = ydl.process_ie_result(info, download=True)
 
     path = _finished_file(info, workdir)
+    if path is None and logger.over_size_limit:
+        raise JobFailure(
+            "permanent", "too-large", f"The file is larger than the limit of {job['max_filesize']} bytes."
+        )
     if path is None:
         size_hint = info.get("filesize") or info.get("filesize_approx")
         if size_hint and size_hint > job["max_filesize"]:
@@ -276,7 +332,16 @@ def run_job(job: dict[str, Any], send: Any) -> dict[str, Any]:
             "permanent", "too-large", f"The file is {size} bytes; the limit is {job['max_filesize']}."
         )
 
-    duration = info.get("duration") or _probe_duration(path)
+    measured = validate_media(path, info)
+    duration = info.get("duration") or measured
+    # Extractors that know the duration are checked before the download; for the rest (plain files,
+    # many generic pages) the file itself is the first place the duration is known.
+    if duration and duration > job["max_duration"]:
+        raise JobFailure(
+            "permanent",
+            "too-long",
+            f"The media lasts {duration:.0f} s; the limit is {job['max_duration']:.0f} s.",
+        )
     return {
         "type": "done",
         "path": str(path),

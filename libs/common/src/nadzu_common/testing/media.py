@@ -132,8 +132,12 @@ class MediaServer:
         self.root = root
         self.rate = rate_bytes_per_second
         self.requests: list[tuple[str, str]] = []
-        # Paths whose transfers pause until `release` is set (for tests that must act mid-download).
+        # Paths whose transfers pause until the event is set (for tests that must act mid-download).
         self.gates: dict[str, threading.Event] = {}
+        # Paths that misbehave: "status:<code>" answers that status, "truncate" closes the connection
+        # halfway through the announced length, "empty" sends a 200 with no body, "drip" sends one byte
+        # a second.
+        self.faults: dict[str, str] = {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -151,6 +155,16 @@ class MediaServer:
             def _serve(self, head: bool) -> None:
                 path = unquote(urlsplit(self.path).path)
                 server.requests.append((self.command, path))
+                fault = server.faults.get(path, "")
+                if fault.startswith("status:"):
+                    self._plain(HTTPStatus(int(fault.split(":", 1)[1])), b"fault")
+                    return
+                if fault == "empty":
+                    self.send_response(HTTPStatus.OK)
+                    self.send_header("Content-Type", "video/mp4")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 file = (server.root / path.lstrip("/")).resolve()
                 if server.root.resolve() not in file.parents or not file.is_file():
                     self._plain(HTTPStatus.NOT_FOUND, b"not found")
@@ -188,7 +202,25 @@ class MediaServer:
                 if head:
                     return
                 gate = server.gates.get(path)
+                if fault == "truncate":
+                    self._send_file(file, start, length // 2, gate)
+                    self.close_connection = True
+                    return
+                if fault == "drip":
+                    self._drip(file, start, length)
+                    return
                 self._send_file(file, start, length, gate)
+
+            def _drip(self, file: Path, start: int, length: int) -> None:
+                with file.open("rb") as handle:
+                    handle.seek(start)
+                    for _ in range(min(length, 600)):
+                        try:
+                            self.wfile.write(handle.read(1))
+                            self.wfile.flush()
+                        except (BrokenPipeError, ConnectionResetError):
+                            return
+                        time.sleep(1)
 
             def _send_file(self, file: Path, start: int, length: int, gate: threading.Event | None) -> None:
                 chunk = 64 * 1024
