@@ -34,6 +34,7 @@ def strict_stack() -> Iterator[Stack]:
         DOWNLOADER_RETRY_BASE_DELAY="0.2",
         DOWNLOADS_TTL="4",
         DOWNLOADER_JANITOR_INTERVAL="0.5",
+        DOWNLOADER_DEDUPE="true",
     )
     stack.start_downloader()
     yield stack
@@ -163,3 +164,32 @@ def test_expired_file_is_gone(strict: httpx.Client, media: Media, strict_stack: 
     response = strict.get(f"/api/v1/downloads/{job['id']}/file")
     assert response.status_code == 410
     assert not (strict_stack.downloads_dir / job["id"]).exists()
+
+
+def test_same_url_reuses_stored_file(strict: httpx.Client, media: Media, strict_stack: Stack) -> None:
+    name = _copy(media)
+    first = finish(strict, create_job(strict, media.url(name))["id"])
+    requests_for_first = [request for request in media.server.requests if request[1] == f"/{name}"]
+    second = finish(strict, create_job(strict, media.url(name))["id"])
+    assert first["status"] == second["status"] == "completed"
+    assert second["result"]["sha256"] == first["result"]["sha256"]
+    assert [request for request in media.server.requests if request[1] == f"/{name}"] == requests_for_first
+
+    first_file = strict_stack.downloads_dir / first["id"] / first["result"]["filename"]
+    second_file = strict_stack.downloads_dir / second["id"] / second["result"]["filename"]
+    assert first_file.stat().st_ino == second_file.stat().st_ino
+
+    assert strict.delete(f"/api/v1/downloads/{first['id']}").status_code == 204
+    wait_for_bus_status(strict_stack, first["id"], "expired")
+    assert not first_file.exists()
+    response = strict.get(f"/api/v1/downloads/{second['id']}/file")
+    assert response.status_code == 200
+    assert len(response.content) == second["result"]["size"]
+
+
+def test_other_format_is_not_reused(strict: httpx.Client, media: Media) -> None:
+    name = _copy(media)
+    video = finish(strict, create_job(strict, media.url(name))["id"])
+    audio = finish(strict, create_job(strict, media.url(name), fmt="audio")["id"])
+    assert video["status"] == audio["status"] == "completed"
+    assert audio["result"]["sha256"] != video["result"]["sha256"]

@@ -146,6 +146,8 @@ class Stack:
             "DOWNLOADER_RETRY_BASE_DELAY": "0.5",
             "DOWNLOADER_SHUTDOWN_TIMEOUT": "5",
             "DOWNLOADER_ARIA2C": "false",
+            # Most tests download the same clip many times and want a real transfer each time.
+            "DOWNLOADER_DEDUPE": "false",
             "SSE_HEARTBEAT_SECONDS": "1",
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",

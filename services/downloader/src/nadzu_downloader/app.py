@@ -181,8 +181,25 @@ _job_tasks: set[asyncio.Task[None]] = set()
 async def _work_loop(subscriber: object, job_runner: JobRunner, settings: DownloaderSettings) -> None:
     """Fetch a command whenever a slot is free and run it in the background."""
     slots = asyncio.Semaphore(settings.downloader_concurrency)
+    paused = False
     while True:
         await slots.acquire()
+        free = shutil.disk_usage(settings.downloads_dir).free
+        if free < settings.downloader_min_free_bytes:
+            # Jobs wait in the queue (another replica with room may take them) until space is freed.
+            if not paused:
+                log.warning(
+                    "downloader.paused_low_disk",
+                    free_bytes=free,
+                    min_free_bytes=settings.downloader_min_free_bytes,
+                )
+                paused = True
+            slots.release()
+            await asyncio.sleep(5)
+            continue
+        if paused:
+            log.info("downloader.resumed", free_bytes=free)
+            paused = False
         try:
             message = await subscriber.get_one(timeout=5)  # type: ignore[attr-defined]
         except asyncio.CancelledError:

@@ -30,6 +30,7 @@ from nadzu_common.messages import (
     JobResult,
     JobState,
     JobStatus,
+    Progress,
 )
 
 from .errors import DownloaderError, JobCancelled, PermanentError, TransientError
@@ -251,6 +252,9 @@ class JobRunner:
             await self._dead_letter(command, job, job.error)
             return "done"
 
+        if self.settings.downloader_dedupe and await self._reuse(job):
+            return "done"
+
         running = RunningJob(job.id)
         self.running[job.id] = running
         RUNNING_JOBS.inc()
@@ -336,6 +340,38 @@ class JobRunner:
         JOBS_FINISHED.labels("completed").inc()
         log.info("runner.completed", size=result.size, filename=result.filename)
         return "done"
+
+    async def _reuse(self, job: JobState) -> bool:
+        """Complete the job with the file of an earlier job for the same URL and format, if one is kept.
+
+        The file is shared as a hard link, so it stays on disk until every job serving it has expired.
+        """
+        earlier = await self.store.find_reusable(job)
+        if earlier is None or earlier.result is None:
+            return False
+        source = self.downloads_dir / earlier.result.path
+        target_dir = self.final_dir(job.id)
+        try:
+            target_dir.mkdir(parents=True, exist_ok=True)
+            target = target_dir / earlier.result.filename
+            target.unlink(missing_ok=True)
+            os.link(source, target)
+        except OSError as error:
+            # The earlier file expired meanwhile, or the volume cannot link: download it again.
+            log.info("runner.reuse_failed", source_job_id=str(earlier.id), error=repr(error))
+            shutil.rmtree(target_dir, ignore_errors=True)
+            return False
+
+        result = earlier.result.model_copy(update={"path": f"{job.id}/{earlier.result.filename}"})
+        progress = Progress(percent=100.0, downloaded_bytes=result.size, total_bytes=result.size)
+        completed = await self.store.complete(job.id, result, progress, self.settings.downloads_ttl)
+        if completed is None:
+            shutil.rmtree(target_dir, ignore_errors=True)
+            return True
+        await self.publish_outcome(completed)
+        JOBS_FINISHED.labels("reused").inc()
+        log.info("runner.reused", source_job_id=str(earlier.id))
+        return True
 
     def _worker_job(self, job: JobState, workdir: Path) -> dict[str, Any]:
         settings = self.settings

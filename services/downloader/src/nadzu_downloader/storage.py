@@ -44,6 +44,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_expiry ON downloader.jobs (expires_at) WHERE status = 'completed';
     CREATE INDEX jobs_finished ON downloader.jobs (finished_at) WHERE finished_at IS NOT NULL;
     """,
+    """
+    CREATE INDEX jobs_reusable ON downloader.jobs (url, format, finished_at DESC) WHERE status = 'completed';
+    """,
 ]
 _MIGRATION_LOCK = 0x6E61647A75  # any fixed number; shared by every replica of this service
 
@@ -283,6 +286,20 @@ class JobStore:
                     job.id,
                 )
             return _row_to_job(row), False
+
+    async def find_reusable(self, job: JobState) -> JobState | None:
+        """A completed, unexpired job that downloaded the same URL in the same format."""
+        row = await self._pool.fetchrow(
+            """
+            SELECT * FROM downloader.jobs
+            WHERE url = $1 AND format = $2 AND status = 'completed' AND expires_at > now() AND id <> $3
+            ORDER BY finished_at DESC LIMIT 1
+            """,
+            job.url,
+            job.format,
+            job.id,
+        )
+        return _row_to_job(row) if row else None
 
     async def is_cancel_requested(self, job_id: uuid.UUID) -> bool:
         value = await self._pool.fetchval(

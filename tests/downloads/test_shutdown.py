@@ -1,0 +1,84 @@
+"""Downloader shutdown and back-pressure: SIGTERM hands jobs back, a full disk pauses new work."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import nats
+from nats.js.api import DeliverPolicy
+
+from nadzu_common.bus import Subjects
+from nadzu_common.messages import JobEvent
+from tests.support.stack import Stack
+
+from .conftest import Media, create_job, finish, wait_for
+
+
+def _wait_for_handback(stack: Stack, job_id: str, timeout: float = 30) -> dict[str, Any]:
+    """Wait for the event that puts the job back to `queued` with an error (not its first event)."""
+
+    async def wait() -> dict[str, Any]:
+        nc = await nats.connect(stack.nats.url)
+        found: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+        async def on_message(msg: Any) -> None:
+            job = JobEvent.model_validate_json(msg.data).job
+            if job.status.value == "queued" and job.error is not None and not found.done():
+                found.set_result(job.model_dump(mode="json"))
+
+        subscription = await nc.jetstream().subscribe(
+            Subjects.download_events(job_id),
+            cb=on_message,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+        )
+        try:
+            return await asyncio.wait_for(found, timeout)
+        finally:
+            await subscription.unsubscribe()
+            await nc.close()
+
+    return asyncio.run(wait())
+
+
+def test_sigterm_hands_running_job_back(own_stack: Stack, media: Media) -> None:
+    gateway = own_stack.start_gateway()
+    downloader = own_stack.start_downloader(DOWNLOADER_SHUTDOWN_TIMEOUT="1")
+    with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
+        name, gate = media.gated_copy()
+        job = create_job(client, media.url(name))
+        wait_for(client, job["id"], lambda event: event["event"] == "progress")
+
+        downloader.stop(timeout=30)
+        assert downloader.process.returncode == 0
+        handed_back = _wait_for_handback(own_stack, job["id"])
+        assert handed_back["error"]["code"] == "interrupted"
+        assert handed_back["attempts"] == 1
+        assert not (own_stack.downloads_dir / ".partial" / job["id"]).exists()
+
+        gate.set()
+        own_stack.start_downloader()
+        done = finish(client, job["id"])
+    assert done["status"] == "completed"
+    assert done["attempts"] == 2
+    assert done["error"] is None
+
+
+def test_low_disk_pauses_new_work(own_stack: Stack, media: Media) -> None:
+    gateway = own_stack.start_gateway()
+    # No volume has an exabyte free, so this replica never takes a job.
+    own_stack.start_downloader(DOWNLOADER_MIN_FREE_BYTES=str(10**18))
+    with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
+        ready = client.get("/health/ready").json()
+        assert ready["checks"]["downloader"]["status"] == "unavailable"
+        assert "disk" in ready["checks"]["downloader"]["detail"]
+
+        job = create_job(client, media.url("clip.mp4"))
+        roomy = own_stack.start_downloader()
+        # The roomy replica takes the job; the full one left it in the queue.
+        done = finish(client, job["id"])
+        assert done["status"] == "completed"
+        assert "downloader.paused_low_disk" in own_stack.services[1].log()
+        assert roomy.alive()
