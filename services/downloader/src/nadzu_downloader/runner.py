@@ -132,6 +132,12 @@ class JobRunner:
         self.events = EventPublisher(js)
         self.running: dict[uuid.UUID, RunningJob] = {}
         self.downloads_dir = settings.downloads_dir.resolve()
+        self.use_aria2c = settings.downloader_aria2c and shutil.which("aria2c") is not None
+        proxy = settings.downloader_proxy_url or ""
+        if self.use_aria2c and proxy.startswith("socks"):
+            # aria2c cannot speak SOCKS; letting it run would send its traffic around the proxy.
+            log.warning("downloader.aria2c_disabled", reason="aria2c does not support SOCKS proxies")
+            self.use_aria2c = False
 
     # Paths.
 
@@ -388,6 +394,7 @@ class JobRunner:
             "max_duration": settings.downloader_max_duration,
             "stall_timeout": settings.downloader_stall_timeout,
             "allow_private": settings.downloader_allow_private_urls,
+            "aria2c": self.use_aria2c,
         }
 
     def _store_file(self, job_id: uuid.UUID, done: dict[str, Any]) -> JobResult:
