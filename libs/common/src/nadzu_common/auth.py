@@ -30,10 +30,9 @@ from typing import Annotated, TypeVar
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
-from nats.js.api import RetentionPolicy
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
-from .bus import DAY, StreamSpec
+from .bus import AUTH_EVENTS_STREAM as AUTH_EVENTS_STREAM
 from .messages import Message
 
 # Subjects and streams.
@@ -55,17 +54,7 @@ class AuthSubjects:
 # Every auth replica subscribes to the RPC subjects in this queue group, so each request reaches one.
 AUTH_QUEUE_GROUP = "auth"
 
-# Auth events. Subscribers are gateways that evict cached keys. A gateway reads from "now" on start-up,
-# because its cache is empty then. After a reconnect, its ordered consumer resumes from the last sequence
-# it saw, so a week of history covers any NATS outage short of a week.
-AUTH_EVENTS_STREAM = StreamSpec(
-    name="AUTH_EVENTS",
-    subjects=[AuthSubjects.EVENTS],
-    retention=RetentionPolicy.LIMITS,
-    max_age_seconds=7 * DAY,
-    max_bytes=64 * 1024**2,
-)
-
+# AUTH_EVENTS_STREAM is declared with every other stream in `bus`; imported here for existing callers.
 
 # API keys.
 

@@ -12,8 +12,8 @@ from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from nadzu_common.auth import AUTH_EVENTS_STREAM, AuthSubjects, KeyRevoked, TokenSigner
-from nadzu_common.bus import encode, message_headers
+from nadzu_common.auth import AuthSubjects, KeyRevoked, TokenSigner
+from nadzu_common.bus import AUTH_EVENTS_STREAM, encode, message_headers
 from nadzu_common.logging import get_logger
 from nadzu_common.tracing import tracing_enabled
 
