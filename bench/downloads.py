@@ -118,7 +118,9 @@ def main() -> int:
             server = MediaServer(media_root).start()
             warm = WarmLoop(root)
             rows = []
-            with httpx.Client(base_url=gateway.base_url, timeout=60) as client:
+            key = stack.create_key("bench-downloads")["key"]
+            headers = {"X-API-Key": str(key)}
+            with httpx.Client(base_url=gateway.base_url, headers=headers, timeout=60) as client:
                 through_api(client, server.url("small.mp4"))  # first job warms caches on every side
                 for label, path in media.items():
                     runs = arguments.small_runs if label == "1 MB" else arguments.large_runs

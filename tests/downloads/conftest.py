@@ -81,7 +81,7 @@ def gateway(stack: Stack) -> Gateway:
 
 @pytest.fixture
 def client(gateway: Gateway) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
+    with gateway.client(timeout=30) as client:
         yield client
 
 

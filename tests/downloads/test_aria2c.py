@@ -7,7 +7,6 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from nadzu_common.testing.media import MediaServer, make_video
@@ -32,7 +31,7 @@ def test_aria2c_download_reports_progress(own_stack: Stack, throttled: MediaServ
     gateway = own_stack.start_gateway()
     own_stack.start_downloader(DOWNLOADER_ARIA2C="true")
     source = throttled.root / "eight-mb.mp4"
-    with httpx.Client(base_url=gateway.base_url, timeout=60) as client:
+    with gateway.client(timeout=60) as client:
         job = create_job(client, throttled.url("eight-mb.mp4"))
         events = read_events(client, job["id"], timeout=120)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -80,7 +81,9 @@ def test_format_selectors_validated() -> None:
 def test_gateway_rejects_private_address(own_stack: Stack) -> None:
     gateway = own_stack.start_gateway(DOWNLOADER_ALLOW_PRIVATE_URLS="false")
     response = httpx.post(
-        f"{gateway.base_url}/api/v1/downloads", json={"url": "http://[::ffff:127.0.0.1]:80/x.mp4"}
+        f"{gateway.base_url}/api/v1/downloads",
+        json={"url": "http://[::ffff:127.0.0.1]:80/x.mp4"},
+        headers=gateway.auth_headers,
     )
     assert response.status_code == 422
     body = response.json()
@@ -97,7 +100,9 @@ def test_create_returns_job_and_location(client: httpx.Client, media: Media) -> 
     assert job["status"] == "queued"
     assert job["format"] == "video"
     assert job["attempts"] == 0
-    assert job["events_url"].endswith(f"/api/v1/downloads/{job['id']}/events")
+    events_path, _, events_query = job["events_url"].partition("?")
+    assert events_path.endswith(f"/api/v1/downloads/{job['id']}/events")
+    assert set(parse_qs(events_query)) == {"exp", "sig"}
     assert job["created_at"].endswith("Z")
 
     fetched = client.get(response.headers["location"])

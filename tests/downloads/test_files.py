@@ -12,7 +12,7 @@ from .conftest import Media, create_job, finish, read_events, wait_for, wait_for
 
 @pytest.fixture(scope="module")
 def done_job(gateway: Any, media: Media) -> dict[str, Any]:
-    with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
+    with gateway.client(timeout=30) as client:
         return finish(client, create_job(client, media.url("clip.mp4"))["id"])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import httpx
 
@@ -43,7 +44,9 @@ def test_direct_mp4_completes_with_metadata(client: httpx.Client, media: Media, 
     assert result["content_type"] == "video/mp4"
     assert result["filename"] == "clip.mp4"
     assert abs(result["duration"] - 2.0) < 0.2
-    assert result["file_url"].endswith(f"/api/v1/downloads/{job['id']}/file")
+    file_path, _, file_query = result["file_url"].partition("?")
+    assert file_path.endswith(f"/api/v1/downloads/{job['id']}/file")
+    assert set(parse_qs(file_query)) == {"exp", "sig"}
     assert done["finished_at"] >= done["started_at"] >= done["created_at"]
     assert done["expires_at"] > done["finished_at"]
 

@@ -44,7 +44,7 @@ def strict_stack() -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 def strict(strict_stack: Stack) -> Iterator[httpx.Client]:
     gateway = strict_stack.start_gateway()
-    with httpx.Client(base_url=gateway.base_url, timeout=60) as client:
+    with gateway.client(timeout=60) as client:
         yield client
 
 

@@ -72,7 +72,7 @@ def _consumer_idle(stack: Stack, timeout: float = 10) -> bool:
 
 def test_enqueue_while_downloader_stopped(own_stack: Stack, media: Media) -> None:
     gateway = own_stack.start_gateway()
-    with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
+    with gateway.client(timeout=30) as client:
         job = create_job(client, media.url("clip.mp4"))
         assert client.get(f"/api/v1/downloads/{job['id']}").json()["status"] == "queued"
         listed = client.get("/api/v1/downloads").json()["items"]
@@ -93,7 +93,7 @@ def test_enqueue_while_downloader_stopped(own_stack: Stack, media: Media) -> Non
 
 def test_cancel_queued_job_never_starts(own_stack: Stack, media: Media) -> None:
     gateway = own_stack.start_gateway()
-    with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
+    with gateway.client(timeout=30) as client:
         name = f"never-{uuid.uuid4().hex[:8]}.mp4"
         (media.root / name).hardlink_to(media.root / "clip.mp4")
         job = create_job(client, media.url(name))
@@ -120,7 +120,7 @@ def test_cancel_running_job_with_two_replicas(own_stack: Stack, media: Media) ->
     gateway = own_stack.start_gateway()
     own_stack.start_downloader()
     own_stack.start_downloader()
-    with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
+    with gateway.client(timeout=30) as client:
         name, gate = media.gated_copy()
         job = create_job(client, media.url(name))
         wait_for(client, job["id"], lambda event: event["event"] == "progress")
@@ -147,7 +147,7 @@ def test_cancel_running_job_with_two_replicas(own_stack: Stack, media: Media) ->
 def test_killed_downloader_job_completes_once(own_stack: Stack, media: Media) -> None:
     gateway = own_stack.start_gateway()
     downloader = own_stack.start_downloader()
-    with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
+    with gateway.client(timeout=30) as client:
         name, gate = media.gated_copy()
         job = create_job(client, media.url(name))
         wait_for(client, job["id"], lambda event: event["event"] == "progress")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
 import nats
 from nats.js.api import DeliverPolicy
 
@@ -46,7 +45,7 @@ def _wait_for_handback(stack: Stack, job_id: str, timeout: float = 30) -> dict[s
 def test_sigterm_hands_running_job_back(own_stack: Stack, media: Media) -> None:
     gateway = own_stack.start_gateway()
     downloader = own_stack.start_downloader(DOWNLOADER_SHUTDOWN_TIMEOUT="1")
-    with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
+    with gateway.client(timeout=30) as client:
         name, gate = media.gated_copy()
         job = create_job(client, media.url(name))
         wait_for(client, job["id"], lambda event: event["event"] == "progress")
@@ -69,8 +68,8 @@ def test_sigterm_hands_running_job_back(own_stack: Stack, media: Media) -> None:
 def test_low_disk_pauses_new_work(own_stack: Stack, media: Media) -> None:
     gateway = own_stack.start_gateway()
     # No volume has an exabyte free, so this replica never takes a job.
-    own_stack.start_downloader(DOWNLOADER_MIN_FREE_BYTES=str(10**18))
-    with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
+    full = own_stack.start_downloader(DOWNLOADER_MIN_FREE_BYTES=str(10**18))
+    with gateway.client(timeout=30) as client:
         ready = client.get("/health/ready").json()
         assert ready["checks"]["downloader"]["status"] == "unavailable"
         assert "disk" in ready["checks"]["downloader"]["detail"]
@@ -80,5 +79,5 @@ def test_low_disk_pauses_new_work(own_stack: Stack, media: Media) -> None:
         # The roomy replica takes the job; the full one left it in the queue.
         done = finish(client, job["id"])
         assert done["status"] == "completed"
-        assert "downloader.paused_low_disk" in own_stack.services[1].log()
+        assert "downloader.paused_low_disk" in full.log()
         assert roomy.alive()

@@ -1,4 +1,4 @@
-"""Real processes for end-to-end tests: nats-server, the gateway and downloader replicas.
+"""Real processes for end-to-end tests: nats-server, the gateway, auth and downloader replicas.
 
 Every test session (every pytest-xdist worker) gets its own NATS server and database, so tests in
 parallel never share a stream. Tests that stop or kill services build a stack of their own.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -27,6 +29,18 @@ BIN = Path(sys.executable).parent
 NATS_SERVER = BIN / "nats-server"
 POSTGRES_URL = os.environ.get("NADZU_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("NADZU_TEST_REDIS", "redis://127.0.0.1:6379/1")
+# Limits far above what any download test sends; the edge tests set their own.
+GENEROUS_LIMITS = {
+    "RATE_LIMIT_ANONYMOUS": "100000/minute",
+    "RATE_LIMIT_SESSION": "100000/minute",
+    "RATE_LIMIT_KEY": "100000/minute",
+    "RATE_LIMIT_ENQUEUE_SESSION": "100000/hour",
+    "RATE_LIMIT_ENQUEUE_KEY": "100000/hour",
+    "RATE_LIMIT_AUTH_FAILURES": "100000/minute",
+    "RATE_LIMIT_SESSIONS_ISSUED": "100000/minute",
+    "MAX_ACTIVE_JOBS_PER_CALLER": "1000",
+    "MAX_STREAMS_PER_CALLER": "1000",
+}
 
 
 def free_port() -> int:
@@ -130,6 +144,9 @@ class Stack:
     downloads_dir: Path
     env: dict[str, str] = field(default_factory=dict)
     services: list[Service] = field(default_factory=list)
+    auth: Service | None = None
+    # A `downloads` key that every gateway of this stack hands to its test clients.
+    user_key: str | None = None
 
     @classmethod
     def create(cls, **env: str) -> Stack:
@@ -151,6 +168,11 @@ class Stack:
             "SSE_HEARTBEAT_SECONDS": "1",
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
+            "SESSION_SECRET": secrets.token_urlsafe(48),
+            "ADMIN_API_KEY": "nadzu_test_admin_" + secrets.token_urlsafe(32),
+            # Each stack counts its rate limits apart from every other stack sharing the Redis server.
+            "RATE_LIMIT_KEY_PREFIX": f"nadzu:test:{uuid.uuid4().hex[:12]}:",
+            **GENEROUS_LIMITS,
         }
         base_env.update(env)
         return cls(nats=nats, database_url=base_env["DATABASE_URL"], downloads_dir=downloads, env=base_env)
@@ -165,11 +187,59 @@ class Stack:
         self.services.append(service)
         return service
 
+    @property
+    def admin_key(self) -> str:
+        return self.env["ADMIN_API_KEY"]
+
+    def start_auth(self, **extra_env: str) -> Service:
+        """Start an auth replica and wait until it replies to a health query."""
+        service = self._spawn("auth", [str(BIN / "nadzu-auth")], extra_env)
+        self._wait_for_reply(service, "auth.rpc.health", b"{}")
+        if self.auth is None:
+            self.auth = service
+        return service
+
+    def create_key(
+        self, name: str = "test", scopes: list[str] | None = None, tier: str = "default", **fields: object
+    ) -> dict[str, object]:
+        """Create an API key with the admin key, over the bus; return its `key` secret and `info`."""
+        import asyncio
+
+        import nats
+
+        from nadzu_common.auth import AuthClient, CreateKeyCommand, hash_api_key
+
+        async def create() -> dict[str, object]:
+            nc = await nats.connect(self.nats.url)
+            try:
+                command = CreateKeyCommand.model_validate(
+                    {
+                        "actor_key_hash": hash_api_key(self.admin_key),
+                        "name": name,
+                        "scopes": scopes or ["downloads"],
+                        "tier": tier,
+                        **fields,
+                    }
+                )
+                reply = await AuthClient(nc, 10).create_key(command)
+            finally:
+                await nc.close()
+            assert reply.error is None, reply.error
+            assert reply.info is not None
+            return {"key": reply.key, "info": reply.info.model_dump(mode="json")}
+
+        return asyncio.run(create())
+
     def start_gateway(self, **extra_env: str) -> Gateway:
+        """Start a gateway replica, and an auth replica first when the stack has none."""
+        if self.auth is None or not self.auth.alive():
+            self.start_auth()
         port = free_port()
         env = {"GATEWAY_PORT": str(port), "GATEWAY_HOST": "127.0.0.1", **extra_env}
+        if self.user_key is None:
+            self.user_key = str(self.create_key("test-user")["key"])
         service = self._spawn("gateway", [str(BIN / "nadzu-gateway")], env)
-        gateway = Gateway(service, f"http://127.0.0.1:{port}")
+        gateway = Gateway(service, f"http://127.0.0.1:{port}", self.user_key)
         gateway.wait_started()
         return gateway
 
@@ -181,14 +251,17 @@ class Stack:
 
     def wait_downloader_ready(self, service: Service, timeout: float = 60.0) -> None:
         """Wait until the downloader answers a health query and has started fetching work."""
+        from nadzu_common.bus import Subjects, encode
+        from nadzu_common.messages import HealthQuery
+
+        self._wait_for_reply(service, Subjects.DOWNLOAD_HEALTH, encode(HealthQuery()), timeout)
+
+    def _wait_for_reply(self, service: Service, subject: str, body: bytes, timeout: float = 60.0) -> None:
         import asyncio
 
         import nats
         from nats.errors import NoRespondersError
         from nats.errors import TimeoutError as NatsTimeoutError
-
-        from nadzu_common.bus import Subjects, encode
-        from nadzu_common.messages import HealthQuery
 
         async def wait() -> None:
             nc = await nats.connect(self.nats.url)
@@ -197,15 +270,15 @@ class Stack:
             try:
                 while loop.time() < deadline:
                     if not service.alive():
-                        raise RuntimeError(f"downloader exited:\n{service.log()}")
+                        raise RuntimeError(f"{service.name} exited:\n{service.log()}")
                     try:
-                        await nc.request(Subjects.DOWNLOAD_HEALTH, encode(HealthQuery()), timeout=1)
+                        await nc.request(subject, body, timeout=1)
                         return
                     except (NoRespondersError, NatsTimeoutError):
                         await asyncio.sleep(0.1)
             finally:
                 await nc.close()
-            raise TimeoutError(f"downloader not ready after {timeout} s:\n{service.log()}")
+            raise TimeoutError(f"{service.name} not ready after {timeout} s:\n{service.log()}")
 
         asyncio.run(wait())
 
@@ -221,6 +294,15 @@ class Stack:
 class Gateway:
     service: Service
     base_url: str
+    api_key: str
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.api_key}
+
+    def client(self, **options: Any) -> httpx.Client:
+        """An HTTP client for this gateway that sends the stack's `downloads` key."""
+        return httpx.Client(base_url=self.base_url, headers=self.auth_headers, **options)
 
     def wait_started(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -14,6 +14,10 @@ from .settings import GatewaySettings
 
 def main() -> None:
     settings = load_settings(GatewaySettings)
+    if settings.session_secret is None:
+        raise SystemExit(
+            "invalid configuration: SESSION_SECRET: missing; set the same value as the auth service's"
+        )
     configure_logging("gateway", settings.log_level, settings.log_format)
     configure_tracing("gateway")
     uvicorn.run(
@@ -21,6 +25,7 @@ def main() -> None:
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_config=None,
+        access_log=False,
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -11,11 +12,17 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from nadzu_common.auth import AuthClient, TokenSigner
 from nadzu_common.bus import connect, ensure_streams
 from nadzu_common.logging import get_logger
 
 from . import __version__
+from .access import install_openapi_security
+from .cors import CorsMiddleware
+from .edge import Edge, EdgeMiddleware
+from .fastpath import FastPathMiddleware
 from .jobs import JobDirectory
+from .keycache import RevocationFollower
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware
 from .problems import (
     Problem,
@@ -24,8 +31,11 @@ from .problems import (
     handle_unexpected,
     handle_validation_error,
 )
-from .routes import contributions, downloads, service
+from .ratelimit import RateLimiter
+from .redisproto import PipelinedRedis
+from .routes import auth, contributions, downloads, service
 from .settings import GatewaySettings
+from .streams import StreamSlots
 
 log = get_logger(__name__)
 
@@ -45,6 +55,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.redis = redis.from_url(settings.redis_url, decode_responses=True, health_check_interval=30)
     app.state.shutting_down = asyncio.Event()
 
+    # The limiter has its own clients with short timeouts: a slow Redis must not stall every request.
+    limiter_redis = PipelinedRedis(settings.redis_url, settings.rate_limit_redis_timeout_seconds)
+    slots_redis = redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.rate_limit_redis_timeout_seconds,
+        socket_connect_timeout=settings.rate_limit_redis_timeout_seconds,
+    )
+    edge: Edge = app.state.edge
+    edge.limiter = RateLimiter(limiter_redis, settings.rate_limit_key_prefix)
+    edge.auth = AuthClient(nc, settings.auth_rpc_timeout_seconds)
+    revocations = RevocationFollower(nc, js, edge.keys)
+    await revocations.start()
+    stream_slots = StreamSlots(slots_redis, settings.rate_limit_key_prefix, settings.max_streams_per_caller)
+    stream_slots.start()
+    app.state.stream_slots = stream_slots
+
     directory = JobDirectory(js)
     await directory.start()
     app.state.jobs = directory
@@ -55,6 +81,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Open SSE streams watch this event and close, so uvicorn's shutdown is not held up by them.
         app.state.shutting_down.set()
         await directory.stop()
+        await stream_slots.stop()
+        await revocations.stop()
+        await limiter_redis.close()
+        await slots_redis.aclose()
         await app.state.redis.aclose()
         await nc.drain()
         log.info("gateway.stopped")
@@ -70,6 +100,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.readiness_checks = {}
+    app.state.edge = Edge(settings, _token_signer(settings))
 
     app.add_exception_handler(Problem, handle_problem)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
@@ -77,12 +108,28 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, handle_unexpected)
 
     app.include_router(service.router)
+    app.include_router(auth.router)
     app.include_router(downloads.router)
     app.include_router(contributions.router)
+    install_openapi_security(app)
     service.register_core_checks(app)
     contributions.register_checks(app)
 
-    # Added last so it runs first: every response, errors from the body limit included, has a request id.
+    # The last one added runs first. Order from the outside: request id (so every response, errors from
+    # the middleware below included, has one), CORS (so browsers can read 401 and 429 responses too),
+    # authentication and rate limits, the body limit, then the two endpoints served before the router.
+    app.add_middleware(FastPathMiddleware, edge=app.state.edge)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_request_body_bytes)
+    app.add_middleware(EdgeMiddleware, edge=app.state.edge)
+    app.add_middleware(CorsMiddleware, allow_origins=settings.cors_allow_origins)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _token_signer(settings: GatewaySettings) -> TokenSigner:
+    if settings.session_secret is not None:
+        return TokenSigner(settings.session_secret.get_secret_value())
+    # `nadzu-gateway` refuses to start without SESSION_SECRET; an application built in-process (tests)
+    # gets a random one, so its links work on this process only and no session token verifies.
+    log.warning("gateway.session_secret_missing", effect="random per-process secret")
+    return TokenSigner(secrets.token_bytes(32))

@@ -30,18 +30,28 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 async def send_problem(
-    send: Send, status: int, slug: str, title: str, detail: str, request_id: str, path: str
+    send: Send,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    request_id: str,
+    path: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    errors: list[dict[str, Any]] | None = None,
 ) -> None:
-    body = json.dumps(
-        {
-            "type": TYPE_PREFIX + slug,
-            "title": title,
-            "status": status,
-            "detail": detail,
-            "instance": path,
-            "request_id": request_id,
-        }
-    ).encode()
+    """Send a problem response from middleware; `RequestIdMiddleware` adds the `X-Request-Id` header."""
+    problem: dict[str, Any] = {
+        "type": TYPE_PREFIX + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": path,
+        "request_id": request_id,
+    }
+    if errors:
+        problem["errors"] = errors
+    body = json.dumps(problem).encode()
     await send(
         {
             "type": "http.response.start",
@@ -49,7 +59,7 @@ async def send_problem(
             "headers": [
                 (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
                 (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id.encode()),
+                *(headers or []),
             ],
         }
     )

@@ -66,14 +66,20 @@ class JobList(BaseModel):
     next_cursor: str | None = None
 
 
-def job_links(base_url: str, job_id: uuid.UUID) -> tuple[str, str]:
+def job_links(base_url: str, job_id: uuid.UUID, link_query: str | None = None) -> tuple[str, str]:
+    """Return the job's events and file URLs, with the signed `exp`/`sig` query when one is given."""
     resource = f"{base_url}/api/v1/downloads/{job_id}"
-    return f"{resource}/events", f"{resource}/file"
+    suffix = f"?{link_query}" if link_query else ""
+    return f"{resource}/events{suffix}", f"{resource}/file{suffix}"
 
 
-def job_to_public(job: JobState, base_url: str) -> dict[str, Any]:
-    """The API's JSON for a job: the bus model without internal fields, plus links."""
-    events_url, file_url = job_links(base_url, job.id)
+def job_to_public(job: JobState, base_url: str, link_query: str | None = None) -> dict[str, Any]:
+    """The API's JSON for a job: the bus model without internal fields, plus links.
+
+    `link_query` is the job's link signature (`TokenSigner.job_link_query`), which lets a browser open
+    the links without credentials.
+    """
+    events_url, file_url = job_links(base_url, job.id, link_query)
     result = None
     if job.result is not None:
         result = job.result.model_dump(mode="json", exclude={"path"})

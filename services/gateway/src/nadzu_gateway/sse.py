@@ -36,8 +36,8 @@ UNBOUNDED_PENDING_BYTES = 10 * 1024**3
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
-def _event_data(event: JobEvent, base_url: str, snapshot: bool) -> dict[str, Any]:
-    public = job_to_public(event.job, base_url)
+def _event_data(event: JobEvent, base_url: str, snapshot: bool, link_query: str | None) -> dict[str, Any]:
+    public = job_to_public(event.job, base_url, link_query)
     if snapshot:
         return {"job_id": public["id"], **{key: value for key, value in public.items() if key != "id"}}
     data: dict[str, Any] = {"job_id": public["id"], "status": public["status"]}
@@ -47,10 +47,12 @@ def _event_data(event: JobEvent, base_url: str, snapshot: bool) -> dict[str, Any
     return data
 
 
-def _to_sse(event: JobEvent, sequence: int, base_url: str, snapshot: bool = False) -> ServerSentEvent:
+def _to_sse(
+    event: JobEvent, sequence: int, base_url: str, snapshot: bool = False, link_query: str | None = None
+) -> ServerSentEvent:
     name = "status" if snapshot else event.event
     return ServerSentEvent(
-        data=json.dumps(_event_data(event, base_url, snapshot), separators=(",", ":")),
+        data=json.dumps(_event_data(event, base_url, snapshot, link_query), separators=(",", ":")),
         event=name,
         id=str(sequence),
     )
@@ -140,8 +142,12 @@ async def job_event_stream(
     last_event_id: str | None,
     base_url: str,
     heartbeat_seconds: float,
+    link_query: str | None = None,
 ) -> Response:
-    """Build the SSE response for one job, or a 204 when a resuming client has already seen its end."""
+    """Build the SSE response for one job, or a 204 when a resuming client has already seen its end.
+
+    `link_query` is the signature added to the job links inside events.
+    """
     subject = Subjects.download_events(job_id)
     latest = await js.get_last_msg(EVENTS_STREAM.name, subject)
     latest_sequence = latest.seq or 0
@@ -162,14 +168,14 @@ async def job_event_stream(
 
         async def replay() -> AsyncIterator[ServerSentEvent]:
             for sequence, event in history:
-                yield _to_sse(event, sequence, base_url)
+                yield _to_sse(event, sequence, base_url, link_query=link_query)
 
         return EventSourceResponse(replay(), headers=SSE_HEADERS, ping=heartbeat_seconds)
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         start = resume_after
         if start is None:
-            yield _to_sse(latest_event, latest_sequence, base_url, snapshot=True)
+            yield _to_sse(latest_event, latest_sequence, base_url, snapshot=True, link_query=link_query)
             if finished:
                 return
             start = latest_sequence
@@ -179,7 +185,7 @@ async def job_event_stream(
                 sequence, event = await follower.next_event()
                 if event is None:
                     continue
-                yield _to_sse(event, sequence, base_url)
+                yield _to_sse(event, sequence, base_url, link_query=link_query)
                 if event.event in TERMINAL_EVENTS:
                     return
 

@@ -10,12 +10,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
 from starlette.responses import Response
 
+from nadzu_common.auth import Scope
 from nadzu_common.bus import Subjects, encode, message_headers
 from nadzu_common.ids import new_id, parse_id
 from nadzu_common.logging import get_logger
@@ -31,25 +32,56 @@ from nadzu_common.messages import (
 )
 
 from .. import idempotency
+from ..access import (
+    authentication_required,
+    current_caller,
+    job_link_grants,
+    missing_scope,
+    require_scope,
+)
+from ..callers import Caller
 from ..files import file_response
 from ..jobs import JobDirectory
 from ..problems import Problem, dependency_unavailable
 from ..schemas import DownloadCreate, JobList, JobOut, job_to_public
 from ..sse import job_event_stream
+from ..streams import StreamSlots
 from ..urls import validate_download_url, validate_format
 
 log = get_logger(__name__)
 
 router = APIRouter(prefix="/api/v1/downloads", tags=["downloads"])
-
-# Until access control exists every caller is the same anonymous owner.
-ANONYMOUS_OWNER = "anonymous"
+require_downloads = require_scope(Scope.DOWNLOADS)
 PUBLISH_TIMEOUT_SECONDS = 5.0
+# Seconds a caller at its cap of active jobs is told to wait before trying again.
+ACTIVE_JOBS_RETRY_AFTER_SECONDS = 10
 
 
 def _caller(request: Request) -> tuple[str, bool]:
     """Return the caller's owner id and whether it may see every caller's jobs."""
-    return getattr(request.state, "owner", ANONYMOUS_OWNER), getattr(request.state, "is_admin", False)
+    caller = current_caller(request)
+    return caller.owner, caller.is_admin
+
+
+def _link_or_caller(request: Request, job_id: str) -> bool:
+    """Authorize a request for a job's events or file; return True when a signed link grants it.
+
+    A valid link works without credentials and for any caller. A caller with the `downloads` scope whose
+    link is invalid still gets in by ownership, like a request without a link.
+    """
+    caller = current_caller(request)
+    allowed_by_caller = caller.authenticated and caller.has_scope(Scope.DOWNLOADS)
+    try:
+        if job_link_grants(request, request.app.state.edge.signer, job_id):
+            return True
+    except Problem:
+        if not allowed_by_caller:
+            raise
+    if allowed_by_caller:
+        return False
+    if caller.authenticated:
+        raise missing_scope(Scope.DOWNLOADS)
+    raise authentication_required()
 
 
 def _job_not_found(job_id: str) -> Problem:
@@ -58,20 +90,30 @@ def _job_not_found(job_id: str) -> Problem:
     )
 
 
-async def _find_job(request: Request, job_id: str) -> tuple[int, JobState]:
+async def _find_job(request: Request, job_id: str, via_link: bool = False) -> tuple[int, JobState]:
+    """Return a job the request may see: the caller's own, any job for admin, or the linked job."""
     parsed = parse_id(job_id)
     if parsed is None:
         raise _job_not_found(job_id)
     directory: JobDirectory = request.app.state.jobs
     entry = await directory.get(parsed)
-    owner, is_admin = _caller(request)
-    if entry is None or (not is_admin and entry.job.owner != owner):
+    if entry is None:
         raise _job_not_found(job_id)
+    if not via_link:
+        owner, is_admin = _caller(request)
+        if not is_admin and entry.job.owner != owner:
+            raise _job_not_found(job_id)
     return entry.sequence, entry.job
 
 
+def _link_query(request: Request, job_id: uuid.UUID) -> str:
+    settings = request.app.state.settings
+    query: str = request.app.state.edge.signer.job_link_query(job_id, settings.job_link_ttl_seconds)
+    return query
+
+
 def _public(request: Request, job: JobState) -> dict[str, Any]:
-    return job_to_public(job, request.app.state.settings.public_base_url)
+    return job_to_public(job, request.app.state.settings.public_base_url, _link_query(request, job.id))
 
 
 async def _publish(request: Request, subject: str, payload: bytes, msg_id: str) -> int:
@@ -103,12 +145,13 @@ def _accepted(request: Request, job: JobState, replayed: bool) -> JSONResponse:
 async def create_download(
     request: Request,
     body: DownloadCreate,
+    caller: Annotated[Caller, Depends(require_downloads)],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
     settings = request.app.state.settings
     url = validate_download_url(body.url, settings.downloader_allow_private_urls)
     selector = validate_format(body.format)
-    owner, _ = _caller(request)
+    owner = caller.owner
 
     job = JobState(
         id=new_id(),
@@ -127,6 +170,21 @@ async def create_download(
         )
         if existing is not None:
             return await _replay(request, existing, fingerprint)
+
+    # NOTE: two requests racing on two replicas can both pass this check, so the cap can be exceeded by
+    # the number of requests in flight; the job directory learns of a new job only from its event.
+    active = request.app.state.jobs.count_active(owner)
+    if active >= settings.max_active_jobs_per_caller:
+        if key is not None:
+            await idempotency.release(request.app.state.redis, owner, key)
+        raise Problem(
+            429,
+            "too-many-active-jobs",
+            "Too many active jobs",
+            detail=f"This caller has {active} jobs queued or running; the limit is "
+            f"{settings.max_active_jobs_per_caller}. Wait for one to finish or cancel one.",
+            headers={"Retry-After": str(ACTIVE_JOBS_RETRY_AFTER_SECONDS)},
+        )
 
     try:
         await _publish_event(
@@ -183,7 +241,7 @@ async def _replay(request: Request, record: idempotency.IdempotencyRecord, finge
     return _accepted(request, entry.job, replayed=True)
 
 
-@router.get("", response_model=JobList)
+@router.get("", response_model=JobList, dependencies=[Depends(require_downloads)])
 async def list_downloads(
     request: Request,
     status: JobStatus | None = None,
@@ -212,7 +270,7 @@ async def list_downloads(
     return JSONResponse(body)
 
 
-@router.get("/{job_id}", response_model=JobOut)
+@router.get("/{job_id}", response_model=JobOut, dependencies=[Depends(require_downloads)])
 async def get_download(request: Request, job_id: str) -> JSONResponse:
     _, job = await _find_job(request, job_id)
     return JSONResponse(_public(request, job))
@@ -226,20 +284,61 @@ async def download_events(
     job_id: str,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
-    await _find_job(request, job_id)
+    """Follow a job's events; works with credentials or with the job's signed `events_url` alone."""
+    via_link = _link_or_caller(request, job_id)
+    _, job = await _find_job(request, job_id, via_link)
     settings = request.app.state.settings
-    return await job_event_stream(
-        request.app.state.js,
-        uuid.UUID(job_id),
-        last_event_id,
-        settings.public_base_url,
-        settings.sse_heartbeat_seconds,
-    )
+
+    # A stream opened through a link counts against the job's owner, who shared the link.
+    owner = job.owner if via_link else current_caller(request).owner
+    slots: StreamSlots = request.app.state.stream_slots
+    stream_id = await slots.acquire(owner)
+    if stream_id is None:
+        raise Problem(
+            429,
+            "too-many-streams",
+            "Too many open streams",
+            detail=f"This caller already has {slots.cap} event streams open; close one first.",
+            headers={"Retry-After": "5"},
+        )
+
+    try:
+        response = await job_event_stream(
+            request.app.state.js,
+            job.id,
+            last_event_id,
+            settings.public_base_url,
+            settings.sse_heartbeat_seconds,
+            _link_query(request, job.id),
+        )
+    except BaseException:
+        await slots.release(stream_id)
+        raise
+    return _ReleasingResponse(response, slots, stream_id)
+
+
+class _ReleasingResponse(Response):
+    """Send `inner` and give its stream slot back once the response ends, however it ends."""
+
+    def __init__(self, inner: Response, slots: StreamSlots, stream_id: str) -> None:
+        self._inner = inner
+        self._slots = slots
+        self._stream_id = stream_id
+        self.status_code = inner.status_code
+        self.background = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self._inner(scope, receive, send)
+        finally:
+            await self._slots.release(self._stream_id)
 
 
 @router.api_route("/{job_id}/file", methods=["GET", "HEAD"], response_class=Response)
 async def download_file(request: Request, job_id: str) -> Response:
-    _, job = await _find_job(request, job_id)
+    """Fetch a completed job's file; works with credentials or with the job's signed `file_url` alone."""
+    via_link = _link_or_caller(request, job_id)
+    _, job = await _find_job(request, job_id, via_link)
     if job.status == JobStatus.EXPIRED:
         raise Problem(410, "file-gone", "File gone", detail="The job's file has expired or was deleted.")
     if job.status != JobStatus.COMPLETED or job.result is None:
@@ -253,7 +352,10 @@ async def download_file(request: Request, job_id: str) -> Response:
 
 
 @router.delete(
-    "/{job_id}", status_code=202, responses={202: {"model": JobOut}, 204: {"description": "Finished"}}
+    "/{job_id}",
+    status_code=202,
+    responses={202: {"model": JobOut}, 204: {"description": "Finished"}},
+    dependencies=[Depends(require_downloads)],
 )
 async def delete_download(request: Request, job_id: str) -> Response:
     _, job = await _find_job(request, job_id)

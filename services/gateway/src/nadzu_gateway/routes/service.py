@@ -37,6 +37,7 @@ async def root(request: Request) -> dict[str, Any]:
 
 @router.get("/health", tags=["service"])
 async def health() -> dict[str, str]:
+    """Liveness. `FastPathMiddleware` serves this path before the router; this route documents it."""
     return {"status": "ok"}
 
 

@@ -1,0 +1,124 @@
+"""Route-level access rules: which caller may use an endpoint, and signed job links.
+
+`EdgeMiddleware` has already authenticated the caller and stored it in `request.state.caller`. These
+dependencies turn a missing credential into 401 with `WWW-Authenticate`, and a missing scope into 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+
+from nadzu_common.auth import Scope, TokenError, TokenExpired, TokenSigner
+
+from .callers import Caller
+from .problems import Problem
+
+# Security schemes of the OpenAPI document. They are not FastAPI dependencies, because the middleware
+# reads the headers itself and a dependency per scheme would double the cost of a small request.
+SECURITY_SCHEMES = {
+    "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "an API key"},
+    "Bearer": {"type": "http", "scheme": "bearer", "description": "an API key or a session token"},
+}
+# Paths whose operations accept credentials; `POST /api/v1/auth/session` is open to anyone.
+SECURED_PREFIXES = ("/api/v1/downloads", "/api/v1/auth/me", "/api/v1/auth/keys")
+CHALLENGE = 'Bearer realm="nadzu"'
+
+
+def current_caller(request: Request) -> Caller:
+    caller: Caller | None = getattr(request.state, "caller", None)
+    if caller is None:
+        # Only `/health*` skips the middleware, and those routes never ask for a caller.
+        raise RuntimeError("no caller on the request: EdgeMiddleware did not run")
+    return caller
+
+
+def authentication_required() -> Problem:
+    return Problem(
+        401,
+        "authentication-required",
+        "Authentication required",
+        detail="Send an API key (`X-API-Key` or `Authorization: Bearer`) or a session token.",
+        headers={"WWW-Authenticate": CHALLENGE},
+    )
+
+
+def missing_scope(scope: Scope) -> Problem:
+    return Problem(
+        403,
+        "forbidden",
+        "Forbidden",
+        detail=f"This endpoint needs the `{scope.value}` scope, which the caller does not have.",
+        headers={"WWW-Authenticate": f'{CHALLENGE}, error="insufficient_scope", scope="{scope.value}"'},
+    )
+
+
+def require_authenticated(request: Request) -> Caller:
+    caller = current_caller(request)
+    if not caller.authenticated:
+        raise authentication_required()
+    return caller
+
+
+def require_scope(scope: Scope) -> Callable[[Request], Caller]:
+    """Build a dependency that returns the caller when it is authenticated and has `scope`."""
+
+    def dependency(request: Request) -> Caller:
+        caller = require_authenticated(request)
+        if not caller.has_scope(scope):
+            raise missing_scope(scope)
+        return caller
+
+    return dependency
+
+
+def job_link_grants(request: Request, signer: TokenSigner, job_id: str) -> bool:
+    """Tell whether the request carries a valid `exp`/`sig` link signature for this job.
+
+    A link that is present but forged or expired is a 401, so the client learns why it failed.
+    """
+    expires = request.query_params.get("exp")
+    signature = request.query_params.get("sig")
+    if expires is None and signature is None:
+        return False
+    try:
+        signer.verify_job_link(job_id, expires, signature)
+    except TokenExpired:
+        raise Problem(
+            401,
+            "link-expired",
+            "Link expired",
+            detail="The signed link has expired; read the job again for fresh links.",
+            headers={"WWW-Authenticate": CHALLENGE},
+        ) from None
+    except TokenError:
+        raise Problem(
+            401,
+            "invalid-link",
+            "Invalid link",
+            detail="The link signature is not valid for this job.",
+            headers={"WWW-Authenticate": CHALLENGE},
+        ) from None
+    return True
+
+
+def install_openapi_security(app: FastAPI) -> None:
+    """Describe the credential headers in the generated OpenAPI document."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+            for path, operations in schema.get("paths", {}).items():
+                if path.startswith(SECURED_PREFIXES):
+                    for operation in operations.values():
+                        operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
