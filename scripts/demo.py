@@ -3,6 +3,9 @@
 Run `make run` in one terminal and `make demo` in another. The demo encodes a short clip with ffmpeg,
 serves it on 127.0.0.1 (throttled, so progress is visible), enqueues it at the gateway, follows the
 job's events and checks that the downloaded file matches the original byte for byte.
+
+Downloads need an API key: the demo sends NADZU_API_KEY when it is set, else the admin key that
+`make run` generated and saved in .run/admin-api-key.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+ADMIN_KEY_FILE = ROOT / ".run" / "admin-api-key"
 sys.path.insert(0, str(ROOT / "libs" / "common" / "src"))
 
 from nadzu_common.testing.media import MediaServer, make_video  # noqa: E402
@@ -29,7 +33,15 @@ def main() -> int:
     base_url = os.environ.get("NADZU_URL") or "http://{}:{}".format(
         os.environ.get("GATEWAY_HOST", "127.0.0.1"), os.environ.get("GATEWAY_PORT", "8080")
     )
-    headers = {"X-API-Key": os.environ["NADZU_API_KEY"]} if os.environ.get("NADZU_API_KEY") else {}
+    api_key = find_api_key()
+    if api_key is None:
+        print(
+            "demo: no API key; set NADZU_API_KEY, or start the stack with `make run`, which saves one in "
+            f"{ADMIN_KEY_FILE.relative_to(ROOT)}",
+            file=sys.stderr,
+        )
+        return 1
+    headers = {"X-API-Key": api_key}
 
     with tempfile.TemporaryDirectory(prefix="nadzu-demo-") as folder:
         root = Path(folder)
@@ -74,6 +86,15 @@ def main() -> int:
                 return 1
             print(f"demo: sha256 {actual} matches the original; done")
     return 0
+
+
+def find_api_key() -> str | None:
+    if os.environ.get("NADZU_API_KEY"):
+        return os.environ["NADZU_API_KEY"]
+    try:
+        return ADMIN_KEY_FILE.read_text().strip() or None
+    except FileNotFoundError:
+        return None
 
 
 def follow(client: httpx.Client, events_url: str) -> dict:

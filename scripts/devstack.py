@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
 RUN_DIR = ROOT / ".run"
+# File in which `run` saves the admin key it generated, for `make demo` (scripts/demo.py) to read.
+ADMIN_KEY_FILE = RUN_DIR / "admin-api-key"
 
 DEFAULTS = {
     "NATS_URL": "nats://127.0.0.1:4222",
@@ -181,7 +183,18 @@ def environment() -> dict[str, str]:
     if "ADMIN_API_KEY" not in os.environ:
         env["ADMIN_API_KEY"] = "nadzu_dev_" + secrets.token_urlsafe(32)
         say(f"generated admin API key for this run: {env['ADMIN_API_KEY']}")
+        write_admin_key(env["ADMIN_API_KEY"])
+        say(f"saved it to {ADMIN_KEY_FILE.relative_to(ROOT)} (mode 0600) for `make demo`")
     return env
+
+
+def write_admin_key(key: str) -> None:
+    """Write the key to a file only its owner can read, created with that mode from the start."""
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    ADMIN_KEY_FILE.unlink(missing_ok=True)
+    descriptor = os.open(ADMIN_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key + "\n")
 
 
 def run() -> int:
@@ -221,6 +234,9 @@ def run() -> int:
     finally:
         say("stopping")
         stack.stop()
+        if "ADMIN_API_KEY" not in os.environ:
+            # The key dies with this run's auth service; a stale file would only mislead the demo.
+            ADMIN_KEY_FILE.unlink(missing_ok=True)
     return 0
 
 
