@@ -1,4 +1,4 @@
-"""Which network addresses a download may reach.
+"""Rules for the network addresses a download may reach.
 
 Shared by the gateway, which rejects addresses written literally in a URL, and the downloader, which checks
 what a host name resolves to before it connects.

@@ -1,4 +1,4 @@
-"""The downloader's errors. Each says whether trying again could help.
+"""The downloader's errors, each marked retryable or not.
 
 `PermanentError` fails the job at once; `TransientError` hands the command back to the bus with a delay
 until the job runs out of attempts.

@@ -223,7 +223,7 @@ class JobRunner:
                 log.warning("runner.heartbeat_failed", error=repr(error))
 
     async def _cancel_pending(self, job_id: uuid.UUID) -> bool:
-        """Whether a cancel command for the job waits in the stream, not yet read by the cancel consumer."""
+        """Return whether a cancel command for the job is still in the stream, unread by the cancel consumer."""
         try:
             await self.js.get_last_msg(COMMANDS_STREAM.name, Subjects.download_cancel(job_id))
         except NotFoundError:
@@ -231,12 +231,12 @@ class JobRunner:
         return True
 
     async def _run(self, command: EnqueueDownload) -> Literal["done", "retry", "handed-back"]:
-        # The cancel consumer may not have read a cancel sent while no downloader ran; a job cancelled
+        # The cancel consumer may not have read a cancel sent while no downloader ran. A job cancelled
         # while queued must never start, so look for one before claiming the job.
         if await self._cancel_pending(command.job.id):
             current, _ = await self.store.request_cancel(command.job)
             if current.status == JobStatus.RUNNING:
-                # This delivery owns the job (an earlier attempt crashed), so nobody else ends it.
+                # This delivery owns the job (an earlier attempt crashed), so no other replica will end it.
                 current = await self.store.mark_cancelled(current.id) or current
             await self.ensure_final_event(current)
             log.info("runner.cancelled_before_start")

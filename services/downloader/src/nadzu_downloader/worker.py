@@ -82,7 +82,7 @@ class _Logger:
 
 
 def _causes(error: BaseException) -> list[BaseException]:
-    """The error and everything it wraps: yt-dlp nests the real cause in `exc_info` and `cause`."""
+    """Collect the error and everything it wraps, because yt-dlp nests the real cause in `exc_info` and `cause`."""
     seen: list[BaseException] = []
     pending: list[BaseException | None] = [error]
     while pending and len(seen) < 12:
@@ -266,7 +266,7 @@ def _sha256(path: Path) -> str:
 
 
 def _has_codec(value: object) -> bool:
-    """Whether yt-dlp's `vcodec` value promises a stream (None means it does not say)."""
+    """Return whether yt-dlp's `vcodec` value promises a video stream (None means unknown)."""
     return value is not None and str(value) != "none"
 
 
