@@ -223,7 +223,7 @@ class JobRunner:
                 log.warning("runner.heartbeat_failed", error=repr(error))
 
     async def _cancel_pending(self, job_id: uuid.UUID) -> bool:
-        """Return whether a cancel command for the job is still in the stream, unread by the cancel consumer."""
+        """Return whether a cancel command for the job is still in the stream, unread by its consumer."""
         try:
             await self.js.get_last_msg(COMMANDS_STREAM.name, Subjects.download_cancel(job_id))
         except NotFoundError:

@@ -82,7 +82,7 @@ class _Logger:
 
 
 def _causes(error: BaseException) -> list[BaseException]:
-    """Collect the error and everything it wraps, because yt-dlp nests the real cause in `exc_info` and `cause`."""
+    """Collect the error and what it wraps: yt-dlp nests the real cause in `exc_info` and `cause`."""
     seen: list[BaseException] = []
     pending: list[BaseException | None] = [error]
     while pending and len(seen) < 12:
