@@ -80,8 +80,7 @@ class Killer(threading.Thread):
         subscription = await nc.jetstream().subscribe(
             "downloads.evt.>", cb=on_event, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
         )
-        while not self._stopping.is_set():
-            await asyncio.sleep(0.05)
+        await asyncio.to_thread(self._stopping.wait)
         await subscription.unsubscribe()
         await nc.close()
 
