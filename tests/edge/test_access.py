@@ -199,3 +199,16 @@ def test_link_signature_expires(http: httpx.Client, new_key: Any, edge_stack: St
     response = http.get(f"/api/v1/downloads/{job['id']}/events?{stale}", headers=anonymous)
     assert response.status_code == 401
     assert response.json()["type"] == "urn:nadzu:problem:link-expired"
+
+
+def test_openapi_describes_credentials(http: httpx.Client) -> None:
+    schema = http.get("/openapi.json", headers=_anonymous()).json()
+    assert set(schema["components"]["securitySchemes"]) == {"ApiKey", "Bearer"}
+    assert schema["paths"]["/api/v1/auth/me"]["get"]["security"] == [{"ApiKey": []}, {"Bearer": []}]
+    assert schema["paths"]["/api/v1/downloads"]["post"]["security"] == [{"ApiKey": []}, {"Bearer": []}]
+    assert "security" not in schema["paths"]["/api/v1/auth/session"]["post"]
+
+
+def test_readiness_checks_auth(http: httpx.Client) -> None:
+    checks = http.get("/health/ready").json()["checks"]
+    assert checks["auth"] == {"status": "ok"}

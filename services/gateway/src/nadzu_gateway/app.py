@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import redis.asyncio as redis
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from nats.errors import Error as NatsError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nadzu_common.auth import AuthClient, TokenSigner
@@ -86,7 +87,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await limiter_redis.close()
         await slots_redis.aclose()
         await app.state.redis.aclose()
-        await nc.drain()
+        try:
+            await nc.drain()
+        except NatsError as error:
+            # NATS went away first (a whole stack stopping at once): nothing is left to flush.
+            log.warning("gateway.nats_drain_failed", error=repr(error))
+            await nc.close()
         log.info("gateway.stopped")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
+from nadzu_common.auth import AuthSubjects
 from nadzu_common.bus import Subjects
 from nadzu_common.messages import HealthQuery, HealthReply, SupportedSitesQuery, SupportedSitesReply
 
@@ -77,6 +78,21 @@ async def _check_jobs(app: FastAPI) -> str | None:
     return None if app.state.jobs.caught_up.is_set() else "still reading the job event stream"
 
 
+async def _check_auth(app: FastAPI) -> str | None:
+    try:
+        reply = await rpc_request(
+            app.state.nats,
+            AuthSubjects.HEALTH,
+            HealthQuery(),
+            HealthReply,
+            "auth",
+            timeout=READINESS_TIMEOUT_SECONDS,
+        )
+    except Problem as problem:
+        return problem.detail
+    return None if reply.status == "ok" else reply.detail or "unavailable"
+
+
 async def _check_downloader(app: FastAPI) -> str | None:
     try:
         reply = await rpc_request(
@@ -94,7 +110,7 @@ async def _check_downloader(app: FastAPI) -> str | None:
 
 def register_core_checks(app: FastAPI) -> None:
     app.state.readiness_checks.update(
-        nats=_check_nats, redis=_check_redis, jobs=_check_jobs, downloader=_check_downloader
+        nats=_check_nats, redis=_check_redis, jobs=_check_jobs, auth=_check_auth, downloader=_check_downloader
     )
 
 
