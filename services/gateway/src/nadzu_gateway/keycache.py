@@ -3,7 +3,8 @@
 A key is cached under the SHA-256 of its value, so a lookup is a dict access on a digest: no comparison
 of secrets happens in the gateway, and the auth service compares hashes through an index. Entries last
 AUTH_KEY_CACHE_SECONDS, never past the key's own expiry. A `KeyRevoked` event on the auth event stream
-evicts the key at once on every replica; that event arrives within milliseconds of the revocation.
+evicts the key on every replica; tests/edge/test_keys.py checks that two gateways reject a revoked key
+within a second.
 """
 
 from __future__ import annotations
