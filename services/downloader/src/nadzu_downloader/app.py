@@ -39,6 +39,7 @@ from nadzu_common.messages import (
     SupportedSitesReply,
 )
 
+from .egress import EgressGuard
 from .metrics import serve_metrics
 from .pool import WorkerPool
 from .runner import JobRunner
@@ -118,6 +119,8 @@ def create_app(settings: DownloaderSettings) -> FastStream:
             checks["database"] = "ok"
         except Exception as error:
             checks["database"] = f"unavailable: {type(error).__name__}"
+        proxy_problem = await runner().egress.check_upstream()
+        checks["proxy"] = "ok" if proxy_problem is None else proxy_problem
         free = shutil.disk_usage(settings.downloads_dir).free
         checks["disk"] = "ok" if free >= settings.downloader_min_free_bytes else f"low: {free} bytes free"
         healthy = all(value == "ok" for value in checks.values())
@@ -141,7 +144,9 @@ def create_app(settings: DownloaderSettings) -> FastStream:
         store = await JobStore.open(settings.database_url, max_size=settings.downloader_concurrency + 4)
         pool = WorkerPool(settings.downloader_concurrency)
         await pool.start()
-        job_runner = JobRunner(settings, store, pool, nc, js)
+        egress = EgressGuard(settings.downloader_allow_private_urls, settings.downloader_proxy_url)
+        await egress.start()
+        job_runner = JobRunner(settings, store, pool, nc, js, egress)
         job_runner.clean_stale_partials()
         state.update(runner=job_runner, nc=nc)
 
@@ -168,6 +173,7 @@ def create_app(settings: DownloaderSettings) -> FastStream:
                 await job_runner.stop_all("shutdown")
                 await asyncio.wait(pending, timeout=10)
         await job_runner.pool.close()
+        await job_runner.egress.stop()
         await job_runner.store.close()
         await state["nc"].drain()  # type: ignore[attr-defined]
         log.info("downloader.stopped")

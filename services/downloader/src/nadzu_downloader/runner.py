@@ -33,6 +33,7 @@ from nadzu_common.messages import (
     Progress,
 )
 
+from .egress import EgressGuard
 from .errors import DownloaderError, JobCancelled, PermanentError, TransientError
 from .events import EventPublisher, ProgressReporter
 from .metrics import DOWNLOAD_SECONDS, DOWNLOADED_BYTES, JOBS_FINISHED, RUNNING_JOBS
@@ -76,13 +77,15 @@ class TransferWatch:
     """Bytes a job has received, to catch stalled transfers and files over the size limit.
 
     yt-dlp reports bytes per file, and a video job may download a video and an audio file one after
-    the other, so a count that drops marks the start of the next file.
+    the other, so a count that drops marks the start of the next file. The watch starts when the worker
+    reports that extraction is over; during extraction yt-dlp's socket timeout (the same stall timeout)
+    covers a silent server.
     """
 
     def __init__(self, stall_timeout: float, max_bytes: int) -> None:
         self.stall_timeout = stall_timeout
         self.max_bytes = max_bytes
-        self.downloading = True
+        self.downloading = False
         self.total = 0
         self._finished_files = 0
         self._current = 0
@@ -123,8 +126,10 @@ class JobRunner:
         pool: WorkerPool,
         nc: NatsClient,
         js: JetStreamContext,
+        egress: EgressGuard,
     ) -> None:
         self.settings = settings
+        self.egress = egress
         self.store = store
         self.pool = pool
         self.nc = nc
@@ -132,12 +137,8 @@ class JobRunner:
         self.events = EventPublisher(js)
         self.running: dict[uuid.UUID, RunningJob] = {}
         self.downloads_dir = settings.downloads_dir.resolve()
+        # aria2c cannot speak SOCKS, but it only ever talks to the egress guard, an HTTP proxy.
         self.use_aria2c = settings.downloader_aria2c and shutil.which("aria2c") is not None
-        proxy = settings.downloader_proxy_url or ""
-        if self.use_aria2c and proxy.startswith("socks"):
-            # aria2c cannot speak SOCKS; letting it run would send its traffic around the proxy.
-            log.warning("downloader.aria2c_disabled", reason="aria2c does not support SOCKS proxies")
-            self.use_aria2c = False
 
     # Paths.
 
@@ -267,6 +268,7 @@ class JobRunner:
         try:
             outcome = await self._attempt(command, job, running)
         finally:
+            self.egress.forget(job.id)
             RUNNING_JOBS.dec()
             self.running.pop(job.id, None)
             self.discard_partial(job.id)
@@ -386,7 +388,7 @@ class JobRunner:
             "url": job.url,
             "format": job.format,
             "workdir": str(workdir),
-            "proxy": settings.downloader_proxy_url,
+            "proxy": self.egress.proxy_url(job.id),
             "cookies_file": str(settings.downloader_cookies_file)
             if settings.downloader_cookies_file
             else None,
@@ -444,6 +446,7 @@ class JobRunner:
         self, command: EnqueueDownload, job: JobState, error: DownloaderError, reporter: ProgressReporter
     ) -> Literal["done", "retry"]:
         self.discard_partial(job.id)
+        error = self._egress_cause(job.id, error)
         await reporter.flush()
         job_error = JobError(code=error.code, message=error.message)
         if not error.retryable:
@@ -464,6 +467,17 @@ class JobRunner:
         JOBS_FINISHED.labels("retried").inc()
         log.warning("runner.transient_failure", code=error.code, error=error.message, attempt=job.attempts)
         return "retry"
+
+    def _egress_cause(self, job_id: uuid.UUID, error: DownloaderError) -> DownloaderError:
+        """Replace a worker's vague network error with what the egress guard saw for this job."""
+        report = self.egress.report(job_id)
+        if report.rejected:
+            return PermanentError("forbidden-address", f"A connection was rejected: {report.rejected[0]}.")
+        if report.upstream_failures and self.settings.downloader_proxy_url and error.retryable:
+            return TransientError(
+                "proxy-unavailable", f"The egress proxy failed: {report.upstream_failures[-1]}"
+            )
+        return error
 
     async def _dead_letter(
         self, command: EnqueueDownload, job: JobState, last_error: JobError | None

@@ -418,6 +418,8 @@ def run_job(job: dict[str, Any], send: Any) -> dict[str, Any]:
                 "too-long",
                 f"The media lasts {duration:.0f} s; the limit is {job['max_duration']:.0f} s.",
             )
+        # The parent's stall watch covers the transfer from here on, not the extraction before it.
+        send({"type": "phase", "phase": "downloading"})
         monitor = _Aria2cMonitor(workdir, send) if job.get("aria2c") else None
         try:
             info = ydl.process_ie_result(info, download=True)
