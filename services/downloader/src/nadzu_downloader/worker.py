@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -332,7 +333,12 @@ def _options(job: dict[str, Any], workdir: Path, hook: Any, logger: _Logger) -> 
     if job.get("proxy"):
         options["proxy"] = job["proxy"]
     if job.get("cookies_file"):
-        options["cookiefile"] = job["cookies_file"]
+        # yt-dlp writes its cookie jar back to the file when it closes; the operator's file must stay
+        # as it is (it may be read-only), so each job gets a private copy in its work directory.
+        private_copy = workdir / ".cookies.txt"
+        shutil.copyfile(job["cookies_file"], private_copy)
+        private_copy.chmod(0o600)
+        options["cookiefile"] = str(private_copy)
     if job.get("aria2c"):
         # Direct HTTP(S) media only: yt-dlp keeps its own downloader for HLS and DASH, where the
         # concurrent fragments above give the speed instead.
@@ -357,7 +363,11 @@ def _finished_file(info: dict[str, Any], workdir: Path) -> Path | None:
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
-    leftovers = [p for p in workdir.iterdir() if p.is_file() and not p.name.endswith((".part", ".ytdl"))]
+    leftovers = [
+        p
+        for p in workdir.iterdir()
+        if p.is_file() and not p.name.startswith(".") and not p.name.endswith((".part", ".ytdl"))
+    ]
     return leftovers[0] if len(leftovers) == 1 else None
 
 
@@ -366,6 +376,9 @@ def run_job(job: dict[str, Any], send: Any) -> dict[str, Any]:
 
     workdir = Path(job["workdir"])
     workdir.mkdir(parents=True, exist_ok=True)
+    # Commands may come from any publisher on the bus, not only the gateway that checked the URL.
+    if urlsplit(job["url"]).scheme.lower() not in ("http", "https"):
+        raise JobFailure("permanent", "invalid-url", "Only http and https URLs can be downloaded.")
     if not job.get("allow_private"):
         check_host_allowed(job["url"])
 

@@ -136,7 +136,7 @@ class MediaServer:
         self.gates: dict[str, threading.Event] = {}
         # Paths that misbehave: "status:<code>" answers that status, "truncate" closes the connection
         # halfway through the announced length, "empty" sends a 200 with no body, "drip" sends one byte
-        # a second.
+        # a second, "cookie:<name>=<value>" answers 403 unless the request carries that cookie.
         self.faults: dict[str, str] = {}
         server = self
 
@@ -158,6 +158,11 @@ class MediaServer:
                 fault = server.faults.get(path, "")
                 if fault.startswith("status:"):
                     self._plain(HTTPStatus(int(fault.split(":", 1)[1])), b"fault")
+                    return
+                if fault.startswith("cookie:") and fault.split(":", 1)[1] not in (
+                    self.headers.get("Cookie") or ""
+                ):
+                    self._plain(HTTPStatus.FORBIDDEN, b"sign in first")
                     return
                 if fault == "empty":
                     self.send_response(HTTPStatus.OK)
