@@ -192,7 +192,8 @@ class Edge:
         return Rejection(401, slug, title, detail, headers)
 
     def _too_many_failures(self, decision: Decision) -> Rejection:
-        log.warning("auth.failure_budget_exhausted", retry_after=decision.retry_after)
+        # Debug level: a guesser sends these as fast as it can, and the 401s before were logged already.
+        log.debug("auth.failure_budget_exhausted", retry_after=decision.retry_after)
         return rate_limited(decision, "Too many failed authentication attempts from this address.")
 
 
