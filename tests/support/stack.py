@@ -255,6 +255,17 @@ class Stack:
         from nadzu_common.messages import HealthQuery
 
         self._wait_for_reply(service, Subjects.DOWNLOAD_HEALTH, encode(HealthQuery()), timeout)
+        # Any replica may answer that query, so a second replica is ready only once its own log says
+        # so (when the log level shows INFO lines).
+        if self.env.get("LOG_LEVEL", "INFO").upper() not in ("DEBUG", "INFO"):
+            return
+        deadline = time.monotonic() + timeout
+        while "downloader.started" not in service.log_path.read_text(errors="replace"):
+            if not service.alive():
+                raise RuntimeError(f"downloader exited:\n{service.log()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"downloader not started after {timeout} s:\n{service.log()}")
+            time.sleep(0.1)
 
     def _wait_for_reply(self, service: Service, subject: str, body: bytes, timeout: float = 60.0) -> None:
         import asyncio

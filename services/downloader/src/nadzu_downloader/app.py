@@ -158,6 +158,8 @@ def create_app(settings: DownloaderSettings) -> FastStream:
 
     @app.on_shutdown
     async def stop() -> None:
+        if "runner" not in state:
+            return  # stopped before start-up finished: nothing of ours is running yet
         job_runner = runner()
         loop_task, janitor_task = tasks
         janitor_task.cancel()

@@ -324,6 +324,9 @@ def _options(job: dict[str, Any], workdir: Path, hook: Any, logger: _Logger) -> 
         "max_filesize": job["max_filesize"],
         "retries": 2,
         "fragment_retries": 3,
+        # yt-dlp would otherwise skip a fragment that keeps failing and join the rest: a gap in the
+        # file that still plays, and that no duration check can see when the source gave none.
+        "skip_unavailable_fragments": False,
         "concurrent_fragment_downloads": 8,
         "overwrites": True,
         "continuedl": False,
