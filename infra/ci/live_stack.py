@@ -17,8 +17,9 @@ and Caddy runs infra/caddy/Caddyfile.local in front of the gateway. The checks, 
   server still holds the transfer back, uncompressed, and the stream ends with `completed`.
 - caddy-admin-allow-list: the downloads browser rejects 127.0.0.3 (403), asks the allowed 127.0.0.2
   for a password (401) and lists the downloaded file with it.
-- caddy-client-address: the gateway counts anonymous requests per client address behind Caddy,
-  ignores a forged `X-Forwarded-For` both through Caddy and from an untrusted direct peer.
+- caddy-client-address: the gateway counts anonymous requests per client address behind Caddy, and
+  ignores a forged `X-Forwarded-For` both through Caddy and from an untrusted direct peer. It logs a
+  rejected key with the client's own address.
 - stack-stop: every process started here exits on SIGTERM within its grace period.
 
 PostgreSQL and Redis must already answer (NADZU_LIVE_POSTGRES, default postgresql://postgres@127.0.0.1:5432;
@@ -234,6 +235,8 @@ def service_environment(stack: Stack, recaptcha_url: str, github_url: str) -> di
             "GITHUB_DEFAULT_USER": "octocat",
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
+            # The client address check reads the gateway's log while it runs.
+            "PYTHONUNBUFFERED": "1",
         }
     )
     return environment
@@ -422,7 +425,10 @@ def check_sse_unbuffered(stack: Stack) -> None:
         encoding = response.getheader("Content-Encoding")
         expect(encoding is None, f"Caddy compressed the event stream with {encoding}")
 
-        first_event = read_event(response)
+        try:
+            first_event = read_event(response)
+        except TimeoutError:
+            raise CheckFailed("no event arrived through Caddy within 20 s: the stream is buffered") from None
         expect(not gate.is_set(), "the gate opened before the first event arrived")
         expect(first_event.get("event") == "status", f"first event {first_event}")
         data = json.loads(first_event.get("data", "{}"))
@@ -538,6 +544,31 @@ def check_client_address(stack: Stack) -> None:
         f"the gateway believed X-Forwarded-For from the untrusted peer {ALLOWED_SOURCE} "
         f"({direct} left, expected {second - 1})",
     )
+
+    # The gateway logs the client address of a rejected key; find that line by the request id.
+    status, headers, _ = http_request(
+        url,
+        "GET",
+        "/api/v1/auth/me",
+        {"X-API-Key": "nadzu_live_unknown_" + "0" * 32, "X-Forwarded-For": "203.0.113.11"},
+        source=OUTSIDE_SOURCE,
+        context=context,
+    )
+    expect(status == 401, f"an unknown key through Caddy got {status}, expected 401")
+    request_id = headers.get("X-Request-Id")
+    gateway = next(process for process in stack.processes if process.name == "gateway")
+    logged: list[dict[str, Any]] = []
+
+    def rejection_logged() -> bool:
+        for line in gateway.log_path.read_text(errors="replace").splitlines():
+            if request_id and request_id in line and '"auth.rejected"' in line:
+                logged.append(json.loads(line))
+                return True
+        return False
+
+    wait_for(rejection_logged, 5, f"the gateway's auth.rejected log line of request {request_id}")
+    client = logged[0].get("client")
+    expect(client == OUTSIDE_SOURCE, f"the gateway logged the client as {client!r}, not {OUTSIDE_SOURCE}")
 
 
 def stop_stack(stack: Stack) -> None:
