@@ -12,12 +12,14 @@ Prints a Markdown table for docs/benchmarks.md. Not a test: nothing here asserts
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,12 +28,32 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nadzu_common.testing.media import MediaServer, make_hls, make_video  # noqa: E402
+from nadzu_common.testing.socks import CountingSocks5  # noqa: E402
 from nadzu_downloader import worker  # noqa: E402
+from nadzu_downloader.egress import EgressGuard  # noqa: E402
+from tests.support.stack import free_port  # noqa: E402
 
 CONNECTIONS = 8
 
 
-def run_worker(url: str, aria2c: bool, fragments: int | None = None) -> float:
+class ProxyChain:
+    """The downloader's egress guard chained to a counting SOCKS5 proxy, on a loop of their own."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        socks_port = free_port()
+        self.socks = CountingSocks5("127.0.0.1", socks_port)
+        asyncio.run_coroutine_threadsafe(self.socks.serve(), self.loop)
+        self.guard = EgressGuard(allow_private=True, upstream_url=f"socks5h://127.0.0.1:{socks_port}")
+        asyncio.run_coroutine_threadsafe(self.guard.start(), self.loop).result(timeout=10)
+
+    @property
+    def url(self) -> str:
+        return self.guard.proxy_url("bench")
+
+
+def run_worker(url: str, aria2c: bool, fragments: int | None = None, proxy: str | None = None) -> float:
     job: dict[str, Any] = {
         "job_id": "bench",
         "url": url,
@@ -42,6 +64,7 @@ def run_worker(url: str, aria2c: bool, fragments: int | None = None) -> float:
         "stall_timeout": 60,
         "allow_private": True,
         "aria2c": aria2c,
+        "proxy": proxy,
     }
     original = worker._options
     if fragments is not None:
@@ -99,6 +122,13 @@ def main() -> int:
         print("bench: HLS", file=sys.stderr)
         hls_many = median_of(lambda: run_worker(hls_url, aria2c=False, fragments=CONNECTIONS))
         hls_one = median_of(lambda: run_worker(hls_url, aria2c=False, fragments=1))
+        print("bench: through the egress guard and a SOCKS5 proxy", file=sys.stderr)
+        chain = ProxyChain()
+        aria2c_proxied = median_of(lambda: run_worker(file_url, aria2c=True, proxy=chain.url))
+        hls_proxied = median_of(
+            lambda: run_worker(hls_url, aria2c=False, fragments=CONNECTIONS, proxy=chain.url)
+        )
+        relayed = chain.socks.relayed
         server.stop()
 
     limit = size / (CONNECTIONS * rate)
@@ -115,6 +145,17 @@ def main() -> int:
     label = f"HLS, {CONNECTIONS} concurrent fragments"
     print(f"| {label} | {hls_many:.2f} s | {hls_one / hls_many:.2f}× over 1 fragment | |")
     print(f"| HLS, 1 fragment at a time | {hls_one:.2f} s | 1.00× | |")
+    print()
+    print("Through the egress guard and a SOCKS5 proxy (both on loopback):")
+    print()
+    print("| download | direct | proxied | slower by |")
+    print("| --- | ---: | ---: | ---: |")
+    slower = aria2c_proxied / aria2c - 1
+    print(f"| aria2c, {CONNECTIONS} connections | {aria2c:.2f} s | {aria2c_proxied:.2f} s | {slower:+.1%} |")
+    label = f"HLS, {CONNECTIONS} concurrent fragments"
+    print(f"| {label} | {hls_many:.2f} s | {hls_proxied:.2f} s | {hls_proxied / hls_many - 1:+.1%} |")
+    print()
+    print(f"The SOCKS5 proxy relayed {relayed:,} bytes.")
     return 0
 
 
