@@ -35,6 +35,7 @@ def strict_stack() -> Iterator[Stack]:
         DOWNLOADS_TTL="4",
         DOWNLOADER_JANITOR_INTERVAL="0.5",
         DOWNLOADER_DEDUPE="true",
+        JOBS_RETENTION="8",
     )
     stack.start_downloader()
     yield stack
@@ -193,3 +194,35 @@ def test_other_format_is_not_reused(strict: httpx.Client, media: Media) -> None:
     audio = finish(strict, create_job(strict, media.url(name), fmt="audio")["id"])
     assert video["status"] == audio["status"] == "completed"
     assert audio["result"]["sha256"] != video["result"]["sha256"]
+
+
+def test_endless_body_stops_at_size_limit(strict: httpx.Client, media: Media) -> None:
+    job = _failed_with(strict, media.url(_copy(media, "endless")))
+    assert job["error"]["code"] == "too-large"
+    assert job["attempts"] == 1
+
+
+def test_finished_records_deleted_after_retention(
+    strict: httpx.Client, media: Media, strict_stack: Stack
+) -> None:
+    import asyncpg
+
+    job = _failed_with(strict, media.url("gone-for-good.mp4"))
+
+    async def count_rows() -> int:
+        conn = await asyncpg.connect(strict_stack.database_url)
+        try:
+            for _ in range(200):
+                rows = await conn.fetchval(
+                    "SELECT count(*) FROM downloader.jobs WHERE id = $1", uuid.UUID(job["id"])
+                )
+                if rows == 0:
+                    return 0
+                await asyncio.sleep(0.1)
+            return int(rows)
+        finally:
+            await conn.close()
+
+    # The janitor runs every half second here and deletes records finished more than 8 s ago.
+    assert asyncio.run(count_rows()) == 0
+    assert strict.get(f"/api/v1/downloads/{job['id']}").status_code == 404

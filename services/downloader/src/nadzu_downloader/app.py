@@ -21,6 +21,7 @@ from nadzu_common.bus import (
     CANCEL_CONSUMER,
     COMMANDS_STREAM,
     ENQUEUE_CONSUMER,
+    EVENTS_STREAM,
     RELEASE_CONSUMER,
     Subjects,
     connect,
@@ -244,8 +245,11 @@ async def _janitor(job_runner: JobRunner, settings: DownloaderSettings) -> None:
                 await job_runner.release(job_id)
             cutoff = datetime.now(UTC) - timedelta(seconds=settings.jobs_retention)
             deleted = await job_runner.store.delete_finished_before(cutoff)
+            for job_id in deleted:
+                # The job's events are the gateway's copy of it; the job is gone once they are too.
+                await job_runner.js.purge_stream(EVENTS_STREAM.name, subject=Subjects.download_events(job_id))
             if deleted:
-                log.info("janitor.jobs_deleted", count=deleted)
+                log.info("janitor.jobs_deleted", count=len(deleted))
         except Exception as error:
             log.warning("janitor.failed", error=repr(error))
         await asyncio.sleep(settings.downloader_janitor_interval)

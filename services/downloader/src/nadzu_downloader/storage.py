@@ -326,10 +326,18 @@ class JobStore:
         )
         return [row["id"] for row in rows]
 
-    async def delete_finished_before(self, cutoff: datetime) -> int:
-        result = await self._pool.execute(
-            "DELETE FROM downloader.jobs "
-            "WHERE status IN ('failed', 'cancelled', 'expired') AND finished_at < $1",
+    async def delete_finished_before(self, cutoff: datetime, limit: int = 500) -> list[uuid.UUID]:
+        """Delete up to `limit` records of jobs that finished before `cutoff`; return their ids."""
+        rows = await self._pool.fetch(
+            """
+            DELETE FROM downloader.jobs WHERE id IN (
+                SELECT id FROM downloader.jobs
+                WHERE status IN ('failed', 'cancelled', 'expired') AND finished_at < $1
+                LIMIT $2
+            )
+            RETURNING id
+            """,
             cutoff,
+            limit,
         )
-        return int(result.split()[-1])
+        return [row["id"] for row in rows]

@@ -136,7 +136,8 @@ class MediaServer:
         self.gates: dict[str, threading.Event] = {}
         # Paths that misbehave: "status:<code>" answers that status, "truncate" closes the connection
         # halfway through the announced length, "empty" sends a 200 with no body, "drip" sends one byte
-        # a second, "cookie:<name>=<value>" answers 403 unless the request carries that cookie.
+        # a second, "endless" streams zeros with no Content-Length, "cookie:<name>=<value>" answers 403
+        # unless the request carries that cookie.
         self.faults: dict[str, str] = {}
         server = self
 
@@ -163,6 +164,9 @@ class MediaServer:
                     self.headers.get("Cookie") or ""
                 ):
                     self._plain(HTTPStatus.FORBIDDEN, b"sign in first")
+                    return
+                if fault == "endless":
+                    self._endless()
                     return
                 if fault == "empty":
                     self.send_response(HTTPStatus.OK)
@@ -215,6 +219,19 @@ class MediaServer:
                     self._drip(file, start, length)
                     return
                 self._send_file(file, start, length, gate)
+
+            def _endless(self) -> None:
+                # No Content-Length and no end: the body lasts until the client hangs up (or 2 GB).
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                block = bytes(64 * 1024)
+                try:
+                    for _ in range(32 * 1024):
+                        self.wfile.write(block)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
 
             def _drip(self, file: Path, start: int, length: int) -> None:
                 with file.open("rb") as handle:
