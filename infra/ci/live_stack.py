@@ -14,7 +14,7 @@ and Caddy runs infra/caddy/Caddyfile.local in front of the gateway. The checks, 
 - newman-direct: the Postman collection passes against the gateway, with the admin key.
 - caddy-https: the collection passes again through Caddy over HTTPS, trusting Caddy's local CA.
 - caddy-sse-unbuffered: the first event of a running download arrives through Caddy while the media
-  server still holds the transfer back, uncompressed, and the stream ends with `completed`.
+  server still pauses the transfer, uncompressed, and the stream ends with `completed`.
 - caddy-admin-allow-list: the downloads browser rejects 127.0.0.3 (403), asks the allowed 127.0.0.2
   for a password (401) and lists the downloaded file with it.
 - caddy-client-address: the gateway counts anonymous requests per client address behind Caddy, and
