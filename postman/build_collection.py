@@ -114,7 +114,7 @@ def request(
         header, value, source = CREDENTIALS[credential]
         header_list.append({"key": header, "value": value})
         pre = skip_without(credential, source) + pre
-    if body is not None:
+    if body is not None and not any(key.lower() == "content-type" for key in (headers or {})):
         header_list.append({"key": "Content-Type", "value": "application/json"})
 
     raw = "{{baseUrl}}" + (path if path != "/" else "/")
@@ -158,6 +158,19 @@ def service_folder() -> dict[str, Any]:
                     "pm.test('carries the RateLimit fields', function () {",
                     "    pm.response.to.have.header('RateLimit-Policy');",
                     "    pm.expect(pm.response.headers.get('RateLimit')).to.match(/r=\\d+;t=\\d+/);",
+                    "});",
+                ],
+            ),
+            request(
+                "OpenAPI document",
+                "GET",
+                "/openapi.json",
+                status_test(200)
+                + [
+                    "pm.test('documents the API', function () {",
+                    "    const body = pm.response.json();",
+                    "    pm.expect(body.openapi).to.match(/^3\\./);",
+                    "    pm.expect(body.paths).to.include.keys('/api/v1/downloads', '/api/v1/auth/keys', '/api/v1/contributions/{username}');",
                     "});",
                 ],
             ),
@@ -478,6 +491,42 @@ def downloads_folder() -> dict[str, Any]:
                 status_test(400),
                 body='{"url": ',
                 credential="apiKey",
+            ),
+            request(
+                "Enqueue without a URL",
+                "POST",
+                "/api/v1/downloads",
+                status_test(422)
+                + problem_test("validation-failed")
+                + [
+                    "pm.test('names the missing field', function () {",
+                    "    const fields = pm.response.json().errors.map(function (error) { return error.field; });",
+                    "    pm.expect(fields).to.include('url');",
+                    "});",
+                ],
+                body={"format": "video"},
+                credential="apiKey",
+            ),
+            request(
+                "Enqueue a body that is not JSON",
+                "POST",
+                "/api/v1/downloads",
+                status_test(415) + problem_test("unsupported-media-type"),
+                body="url={{mediaUrl}}",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+                credential="apiKey",
+            ),
+            request(
+                "Enqueue a body over the size limit",
+                "POST",
+                "/api/v1/downloads",
+                status_test(413) + problem_test("payload-too-large"),
+                body="{}",
+                credential="apiKey",
+                prerequest=[
+                    "pm.request.body.raw = JSON.stringify({url: 'https://example.com/' + 'a'.repeat(70000)});",
+                ],
+                description="70 kB, over the gateway's default MAX_REQUEST_BODY_BYTES (65536) and under Caddy's 1 MB.",
             ),
             request(
                 "Enqueue without credentials",
