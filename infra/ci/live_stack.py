@@ -125,7 +125,8 @@ class Stack:
     ca_file: Path | None = None
     media: MediaServer | None = None
     recaptcha: FakeRecaptcha | None = None
-    servers: list[Any] = field(default_factory=list)
+    recaptcha_server: FakeRecaptchaServer | None = None
+    github: FakeGitHub | None = None
 
     @property
     def downloads_dir(self) -> Path:
@@ -197,14 +198,12 @@ def start_stand_ins(stack: Stack) -> None:
     shutil.copy(media_root / "clip.mp4", media_root / "open.mp4")
 
     stack.recaptcha = FakeRecaptcha(secret=secrets.token_urlsafe(24))
-    recaptcha_server = FakeRecaptchaServer(stack.recaptcha).__enter__()
-    stack.servers.append(recaptcha_server)
+    stack.recaptcha_server = FakeRecaptchaServer(stack.recaptcha).__enter__()
 
-    github = FakeGitHub(token=GITHUB_TOKEN)
+    stack.github = FakeGitHub(token=GITHUB_TOKEN)
     today = datetime.now(UTC).date()
-    github.add_user("octocat", {today - timedelta(days=offset): offset % 5 for offset in range(400)})
-    github.start()
-    stack.servers.append(github)
+    stack.github.add_user("octocat", {today - timedelta(days=offset): offset % 5 for offset in range(400)})
+    stack.github.start()
 
 
 def service_environment(stack: Stack, recaptcha_url: str, github_url: str) -> dict[str, str]:
@@ -254,9 +253,8 @@ def start_stack(stack: Stack) -> None:
     wait_for(lambda: port_open(stack.nats_port) or not nats.alive(), 15, "nats-server listening")
 
     stack.gateway_port = free_port()
-    recaptcha_url = stack.servers[0].verify_url
-    github_url = stack.servers[1].url
-    environment = service_environment(stack, recaptcha_url, github_url)
+    assert stack.recaptcha_server is not None and stack.github is not None
+    environment = service_environment(stack, stack.recaptcha_server.verify_url, stack.github.url)
     for service in SERVICES:
         own = dict(environment)
         # One metrics port per service, so nothing collides with another stack on this machine.
@@ -376,9 +374,10 @@ def start_caddy(stack: Stack, caddy_binary: str) -> None:
     caddy = stack.spawn(
         "caddy", [caddy_binary, "run", "--config", str(caddyfile), "--adapter", "caddyfile"], environment
     )
-    stack.ca_file = home / "data/caddy/pki/authorities/local/root.crt"
+    ca_file = home / "data/caddy/pki/authorities/local/root.crt"
+    stack.ca_file = ca_file
     wait_for(
-        lambda: not caddy.alive() or (port_open(stack.caddy_port) and stack.ca_file.exists()),  # type: ignore[union-attr]
+        lambda: not caddy.alive() or (port_open(stack.caddy_port) and ca_file.exists()),
         20,
         "Caddy serving HTTPS",
     )
@@ -601,11 +600,10 @@ def release_resources(stack: Stack) -> None:
             process.process.wait()
     if stack.media is not None:
         stack.media.stop()
-    for server in stack.servers:
-        if isinstance(server, FakeRecaptchaServer):
-            server.__exit__(None, None, None)
-        else:
-            server.stop()
+    if stack.recaptcha_server is not None:
+        stack.recaptcha_server.__exit__(None, None, None)
+    if stack.github is not None:
+        stack.github.stop()
     if stack.database is not None:
         drop_database(stack.database)
     try:
