@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
@@ -465,7 +466,11 @@ def run_job(job: dict[str, Any], send: Any) -> dict[str, Any]:
             "permanent", "too-large", f"The file is {size} bytes; the limit is {job['max_filesize']}."
         )
 
-    measured = validate_media(path, info)
+    # Hash while ffprobe reads the file: hashlib releases the GIL, so the two overlap.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(_sha256, path)
+        measured = validate_media(path, info)
+        sha256 = digest.result()
     duration = info.get("duration") or measured
     # Extractors that know the duration are checked before the download; for the rest (plain files,
     # many generic pages) the file itself is the first place the duration is known.
@@ -480,7 +485,7 @@ def run_job(job: dict[str, Any], send: Any) -> dict[str, Any]:
         "path": str(path),
         "ext": path.suffix.lstrip("."),
         "size": size,
-        "sha256": _sha256(path),
+        "sha256": sha256,
         "title": info.get("title"),
         "duration": duration,
     }
