@@ -21,16 +21,18 @@ fi
 # Debian package name for each command the services and tests run.
 declare -A PACKAGES=(
     [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [aria2c]=aria2 [psql]=postgresql-client
-    [redis-server]=redis-server [pg_ctlcluster]=postgresql
+    [redis-server]=redis-server [pg_ctlcluster]=postgresql [ip]=iproute2
 )
-wanted=("ffmpeg" "ffprobe" "aria2c" "psql")
+# `ip` builds the network namespaces that the egress tests put their isolated media host in.
+wanted=("ffmpeg" "ffprobe" "aria2c" "psql" "ip")
 # Servers are needed only when nothing answers at their URLs already.
 if ! .venv/bin/python scripts/devstack.py --probe postgres >/dev/null 2>&1; then wanted+=("pg_ctlcluster"); fi
 if ! .venv/bin/python scripts/devstack.py --probe redis >/dev/null 2>&1; then wanted+=("redis-server"); fi
 
 missing=()
 for tool in "${wanted[@]}"; do
-    command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/bin/$tool" ] || missing+=("${PACKAGES[$tool]}")
+    command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/bin/$tool" ] || [ -x "/usr/sbin/$tool" ] || [ -x "/sbin/$tool" ] \
+        || missing+=("${PACKAGES[$tool]}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
