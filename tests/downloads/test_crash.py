@@ -21,9 +21,11 @@ from tests.support.stack import Service, Stack
 from .conftest import create_job, finish
 
 JOBS = 8
-# The moments to kill a replica at, in order: mid-transfer, just after a job's outcome was stored and
-# published (before its command is acked), and just after a job started.
-KILL_SCHEDULE = ["progress", "completed", "running", "progress", "completed"]
+# The moments to kill a replica at, in order: before it starts a job (the job was just queued),
+# mid-transfer, just after a job's outcome was stored and published (before its command is acked), just
+# after a job started, and with a job's file complete but not yet moved or recorded (the 100 % progress
+# event comes right before that).
+KILL_SCHEDULE = ["queued", "progress", "completed", "running", "finishing", "progress", "completed"]
 
 
 @pytest.fixture
@@ -61,9 +63,11 @@ class Killer(threading.Thread):
             if not self.schedule:
                 return
             event = JobEvent.model_validate_json(msg.data)
-            kind = (
-                "running" if event.event == "status" and event.job.status.value == "running" else event.event
-            )
+            kind = event.event
+            if event.event == "status":
+                kind = event.job.status.value
+            elif event.event == "progress" and event.job.progress.percent == 100.0:
+                kind = "finishing"
             if kind != self.schedule[0]:
                 return
             replica = self.replicas[target % len(self.replicas)]

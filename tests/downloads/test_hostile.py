@@ -226,3 +226,17 @@ def test_finished_records_deleted_after_retention(
     # The janitor runs every half second here and deletes records finished more than 8 s ago.
     assert asyncio.run(count_rows()) == 0
     assert strict.get(f"/api/v1/downloads/{job['id']}").status_code == 404
+
+
+def test_resume_on_server_ignoring_range(strict: httpx.Client, media: Media, strict_stack: Stack) -> None:
+    job = finish(
+        strict, create_job(strict, media.url(_copy(media, "cut-then-ignore-range")))["id"], timeout=120
+    )
+    # Either a correct restart from the first byte, or a clear failure: never a spliced file.
+    if job["status"] == "completed":
+        assert job["result"]["sha256"] == media.sha256("clip.mp4")
+        path = strict_stack.downloads_dir / job["id"] / job["result"]["filename"]
+        assert path.stat().st_size == (media.root / "clip.mp4").stat().st_size
+    else:
+        assert job["status"] == "failed", job
+        assert job["error"]["code"] in ("incomplete-download", "corrupt-media", "download-failed")

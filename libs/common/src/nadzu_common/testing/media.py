@@ -137,8 +137,10 @@ class MediaServer:
         # Paths that misbehave: "status:<code>" answers that status, "truncate" closes the connection
         # halfway through the announced length, "empty" sends a 200 with no body, "drip" sends one byte
         # a second, "endless" streams zeros with no Content-Length, "cookie:<name>=<value>" answers 403
-        # unless the request carries that cookie.
+        # unless the request carries that cookie, "cut-then-ignore-range" cuts the first transfer short
+        # and then answers every request, Range or not, with the whole file.
         self.faults: dict[str, str] = {}
+        self.cut_once: set[str] = set()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -183,6 +185,11 @@ class MediaServer:
                 start, end = 0, size - 1
                 status = HTTPStatus.OK
                 header = self.headers.get("Range")
+                if fault == "cut-then-ignore-range":
+                    if path not in server.cut_once:
+                        server.cut_once.add(path)
+                        fault = "truncate"
+                    header = None
                 if header:
                     match = _RANGE.match(header.strip())
                     if match and (match.group(1) or match.group(2)):
