@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import nats
@@ -81,3 +82,16 @@ def test_low_disk_pauses_new_work(own_stack: Stack, media: Media) -> None:
         assert done["status"] == "completed"
         assert "downloader.paused_low_disk" in full.log()
         assert roomy.alive()
+
+
+def test_start_removes_leftover_partials(own_stack: Stack) -> None:
+    leftovers = own_stack.downloads_dir / ".partial"
+    stale = leftovers / str(uuid.uuid4())
+    stale.mkdir(parents=True)
+    (stale / "media.mp4.part").write_bytes(b"half a file")
+    stray = leftovers / "not-a-job"
+    stray.mkdir()
+
+    own_stack.start_downloader()
+    assert not stale.exists()
+    assert not stray.exists()

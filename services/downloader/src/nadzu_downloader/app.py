@@ -148,7 +148,7 @@ def create_app(settings: DownloaderSettings) -> FastStream:
         egress = EgressGuard(settings.downloader_allow_private_urls, settings.downloader_proxy_url)
         await egress.start()
         job_runner = JobRunner(settings, store, pool, nc, js, egress)
-        job_runner.clean_stale_partials()
+        await job_runner.clean_stale_partials()
         state.update(runner=job_runner, nc=nc)
 
     @app.after_startup

@@ -533,20 +533,28 @@ class JobRunner:
         for running in list(self.running.values()):
             running.stop(reason)
 
-    def clean_stale_partials(self) -> None:
-        """Remove partial directories of jobs no process of this replica runs (left by a crash).
+    async def clean_stale_partials(self) -> int:
+        """Remove partial directories left by a crash; return how many were removed.
 
-        NOTE: with several replicas on one volume this removes only directories older than an hour,
-        because a younger one may belong to a job another replica is running right now.
+        A directory stays only while its job is `running`, because another replica may be running it
+        right now. A crashed replica's running job comes back by redelivery, and its next attempt starts
+        from an empty directory anyway.
         """
-
         root = self.downloads_dir / PARTIAL_DIR
         if not root.is_dir():
-            return
-        cutoff = time.time() - 3600
+            return 0
+        entries = {}
         for entry in root.iterdir():
             try:
-                if entry.stat().st_mtime < cutoff:
-                    shutil.rmtree(entry, ignore_errors=True)
-            except FileNotFoundError:
-                continue
+                entries[uuid.UUID(entry.name)] = entry
+            except ValueError:
+                entries[uuid.uuid4()] = entry  # not a job directory at all
+        running = await self.store.running_among(list(entries))
+        removed = 0
+        for job_id, entry in entries.items():
+            if job_id not in running:
+                await asyncio.to_thread(shutil.rmtree, entry, True)
+                removed += 1
+        if removed:
+            log.info("runner.partials_removed", count=removed)
+        return removed

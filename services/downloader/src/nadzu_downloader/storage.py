@@ -287,6 +287,12 @@ class JobStore:
                 )
             return _row_to_job(row), False
 
+    async def running_among(self, job_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        rows = await self._pool.fetch(
+            "SELECT id FROM downloader.jobs WHERE id = ANY($1::uuid[]) AND status = 'running'", job_ids
+        )
+        return {row["id"] for row in rows}
+
     async def find_reusable(self, job: JobState) -> JobState | None:
         """A completed, unexpired job that downloaded the same URL in the same format."""
         row = await self._pool.fetchrow(
