@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 
 from tests.support.stack import Stack
@@ -65,6 +67,26 @@ def test_body_limits_and_types(client: httpx.Client) -> None:
     )
     assert too_large.status_code == 413
     assert too_large.json()["type"] == "urn:nadzu:problem:payload-too-large"
+
+    def chunked_body() -> Iterator[bytes]:
+        yield b'{"url": "'
+        yield b"a" * 70000
+        yield b'"}'
+
+    chunked = client.post(
+        "/api/v1/downloads", content=chunked_body(), headers={"Content-Type": "application/json"}
+    )
+    assert chunked.status_code == 413
+    assert chunked.json()["type"] == "urn:nadzu:problem:payload-too-large"
+
+    def small_chunked_body() -> Iterator[bytes]:
+        yield b'{"link": '
+        yield b'"x"}'
+
+    small = client.post(
+        "/api/v1/downloads", content=small_chunked_body(), headers={"Content-Type": "application/json"}
+    )
+    assert small.status_code == 422, "a small chunked body still reaches the application"
 
     wrong_type = client.post("/api/v1/downloads", content=b"url=x", headers={"Content-Type": "text/plain"})
     assert wrong_type.status_code == 415

@@ -142,35 +142,46 @@ class BodyLimitMiddleware:
             )
             return
 
+        if length_header is not None:
+            await self.app(scope, receive, send)
+            return
+
+        # A body without Content-Length (chunked) is read here, up to the limit, and replayed: an error
+        # raised from inside the application's own read would reach the client as a 400, not a 413.
+        chunks: list[bytes] = []
         received = 0
-        too_large = False
-
-        async def limited_receive() -> Message:
-            nonlocal received, too_large
+        more_body = True
+        while more_body:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    too_large = True
-                    raise _BodyTooLarge
-            return message
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_body_bytes:
+                await send_problem(
+                    send,
+                    413,
+                    "payload-too-large",
+                    "Request body too large",
+                    f"The body exceeds the limit of {self.max_body_bytes} bytes.",
+                    request_id,
+                    path,
+                )
+                return
+            chunks.append(chunk)
+            more_body = message.get("more_body", False)
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await send_problem(
-                send,
-                413,
-                "payload-too-large",
-                "Request body too large",
-                f"The body exceeds the limit of {self.max_body_bytes} bytes.",
-                request_id,
-                path,
-            )
+        body = b"".join(chunks)
+        replayed = False
 
+        async def replay_receive() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-class _BodyTooLarge(Exception):
-    pass
+        await self.app(scope, replay_receive, send)
 
 
 def header_value(headers: Any, name: str) -> str | None:
