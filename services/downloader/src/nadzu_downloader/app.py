@@ -132,7 +132,7 @@ def create_app(settings: DownloaderSettings) -> FastStream:
             detail=None if healthy else "; ".join(f"{k} {v}" for k, v in checks.items() if v != "ok"),
         )
 
-    app = FastStream(broker)
+    app = FastStream(broker, logger=logging.getLogger("nadzu.faststream"))
     tasks: list[asyncio.Task[None]] = []
 
     @app.on_startup

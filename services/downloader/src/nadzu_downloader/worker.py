@@ -34,6 +34,9 @@ ARIA2C_ARGS = [
     "--split=8",
     "--min-split-size=1M",
     "--file-allocation=trunc",
+    # aria2c holds up to 16 MiB in memory by default, so a small file's blocks would appear on disk
+    # only at the end and progress would stand still until then.
+    "--disk-cache=0",
     "--summary-interval=0",
     "--console-log-level=warn",
     "--download-result=hide",

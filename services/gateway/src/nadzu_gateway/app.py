@@ -75,10 +75,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     directory = JobDirectory(js)
     await directory.start()
     app.state.jobs = directory
+    sites_task = asyncio.create_task(service.prefetch_sites(app))
     log.info("gateway.started", url=settings.public_base_url)
     try:
         yield
     finally:
+        sites_task.cancel()
         # Open SSE streams watch this event and close, so uvicorn's shutdown is not held up by them.
         app.state.shutting_down.set()
         await directory.stop()

@@ -25,7 +25,7 @@ async def request(
     query: BaseModel,
     reply_type: type[ReplyT],
     service: str,
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109  handed to nats-py, which enforces it per request
     request_id: str | None = None,
 ) -> ReplyT:
     """Send a query and parse its reply; a service that is down or silent becomes a 503 problem."""

@@ -114,6 +114,29 @@ def register_core_checks(app: FastAPI) -> None:
     )
 
 
+async def _load_sites(app: FastAPI, request_id: str | None) -> None:
+    state = app.state
+    state.sites = await rpc_request(
+        state.nats,
+        Subjects.DOWNLOAD_SITES,
+        SupportedSitesQuery(),
+        SupportedSitesReply,
+        "downloader",
+        timeout=max(state.settings.rpc_timeout_seconds, 5.0),
+        request_id=request_id,
+    )
+    state.sites_fetched_at = time.monotonic()
+
+
+async def prefetch_sites(app: FastAPI) -> None:
+    """Load the supported sites as soon as a downloader answers, so `GET /` shows its yt-dlp version."""
+    while getattr(app.state, "sites", None) is None:
+        try:
+            await _load_sites(app, None)
+        except Problem:
+            await asyncio.sleep(5)
+
+
 @router.get("/api/v1/supported-sites", tags=["downloads"])
 async def supported_sites(
     request: Request,
@@ -122,16 +145,7 @@ async def supported_sites(
     state = request.app.state
     fetched_at: float = getattr(state, "sites_fetched_at", 0.0)
     if getattr(state, "sites", None) is None or time.monotonic() - fetched_at > SITES_CACHE_SECONDS:
-        state.sites = await rpc_request(
-            state.nats,
-            Subjects.DOWNLOAD_SITES,
-            SupportedSitesQuery(),
-            SupportedSitesReply,
-            "downloader",
-            timeout=max(state.settings.rpc_timeout_seconds, 5.0),
-            request_id=request.state.request_id,
-        )
-        state.sites_fetched_at = time.monotonic()
+        await _load_sites(request.app, request.state.request_id)
 
     sites: SupportedSitesReply = state.sites
     needle = (q or "").strip().lower()
