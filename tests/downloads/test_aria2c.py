@@ -40,7 +40,10 @@ def test_aria2c_download_reports_progress(own_stack: Stack, throttled: MediaServ
     percents = [item["percent"] for item in progress]
     assert percents == sorted(percents)
     assert any(0 < percent < 100 for percent in percents)
-    assert all(item["total_bytes"] == source.stat().st_size for item in progress)
+    assert all(item["total_bytes"] == source.stat().st_size for item in progress), (
+        source.stat().st_size,
+        progress,
+    )
 
     completed = events[-1]
     assert completed["event"] == "completed"

@@ -27,7 +27,7 @@ PROGRESS_INTERVAL_SECONDS = 0.1
 HASH_CHUNK_BYTES = 1024 * 1024
 
 VIDEO_FORMAT = "bv*+ba/b"
-# Eight connections of 1 MiB pieces. `trunc` sizes the file up front without writing it, so the file's
+# Eight connections of 1 MiB pieces. `trunc` avoids writing zeros to reserve the file, so the file's
 # allocated blocks show how much has arrived (aria2c sends yt-dlp no progress of its own).
 ARIA2C_ARGS = [
     "--max-connection-per-server=8",
@@ -171,15 +171,17 @@ def check_host_allowed(url: str) -> None:
 
 
 class _Aria2cMonitor:
-    """Report aria2c's progress from the files it writes, four times a second.
+    """Report aria2c's progress from the file it writes, four times a second.
 
-    With `--file-allocation=trunc` a `.part` file has its final size from the start, and its allocated
-    blocks grow as pieces arrive, so `st_blocks` measures the bytes received (in 4 KiB steps).
+    The file's allocated blocks grow as pieces arrive, so `st_blocks` measures the bytes received (in
+    4 KiB steps) even while several connections fill it out of order. The total is the size announced
+    for the format (the HEAD of a direct link gives it); without one, `total_bytes` stays unknown.
     """
 
-    def __init__(self, workdir: Path, send: Any) -> None:
+    def __init__(self, workdir: Path, send: Any, expected_total: int | None) -> None:
         self._workdir = workdir
         self._send = send
+        self._expected_total = expected_total
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="aria2c-progress", daemon=True)
         self._thread.start()
@@ -187,22 +189,25 @@ class _Aria2cMonitor:
     def _run(self) -> None:
         previous: tuple[float, int] | None = None
         while not self._stopped.wait(ARIA2C_POLL_SECONDS):
-            total = received = 0
+            size = received = 0
             for part in self._workdir.glob("*.part"):
                 try:
                     stat = part.stat()
                 except FileNotFoundError:
                     continue
-                total += stat.st_size
+                size += stat.st_size
                 received += min(stat.st_blocks * 512, stat.st_size)
-            if not total:
+            if not size:
                 continue
+            total = self._expected_total or None
+            if total is not None:
+                received = min(received, total)
             now = time.monotonic()
             speed = None
             if previous is not None and now > previous[0]:
                 speed = max(0.0, (received - previous[1]) / (now - previous[0]))
             previous = (now, received)
-            eta = int((total - received) / speed) if speed else None
+            eta = int((total - received) / speed) if speed and total else None
             self._send(
                 {
                     "type": "progress",
@@ -259,6 +264,16 @@ def _direct_media_info(ydl: Any, url: str) -> dict[str, Any] | None:
         "extractor_key": "Generic",
         "formats": [media_format],
     }
+
+
+def _announced_size(info: dict[str, Any]) -> int | None:
+    """The byte size the source announced for a single-format download, if it did."""
+    formats = info.get("formats") or []
+    if info.get("filesize"):
+        return int(info["filesize"])
+    if len(formats) == 1 and formats[0].get("filesize"):
+        return int(formats[0]["filesize"])
+    return None
 
 
 def _sha256(path: Path) -> str:
@@ -439,7 +454,7 @@ def run_job(job: dict[str, Any], send: Any) -> dict[str, Any]:
             )
         # The parent's stall watch covers the transfer from here on, not the extraction before it.
         send({"type": "phase", "phase": "downloading"})
-        monitor = _Aria2cMonitor(workdir, send) if job.get("aria2c") else None
+        monitor = _Aria2cMonitor(workdir, send, _announced_size(info)) if job.get("aria2c") else None
         try:
             info = ydl.process_ie_result(info, download=True)
         finally:
