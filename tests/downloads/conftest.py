@@ -152,8 +152,14 @@ def finish(client: httpx.Client, job_id: str, timeout: float = 90) -> dict[str, 
     return response.json()
 
 
-def wait_for_bus_status(stack: Stack, job_id: str, status: str, timeout: float = 60) -> dict[str, Any]:
-    """Wait until the job event stream shows the job in `status` (also after the SSE stream ended)."""
+def wait_for_bus_status(
+    stack: Stack, job_id: str, status: str, timeout: float = 60, with_error: bool = False
+) -> dict[str, Any]:
+    """Wait until the job event stream shows the job in `status` (also after the SSE stream ended).
+
+    `with_error` skips events without an error, such as the first `queued` event of a job that is
+    later put back to `queued` with one.
+    """
     import asyncio
 
     import nats
@@ -168,7 +174,8 @@ def wait_for_bus_status(stack: Stack, job_id: str, status: str, timeout: float =
 
         async def on_message(msg: Any) -> None:
             event = JobEvent.model_validate_json(msg.data)
-            if event.job.status.value == status and not found.done():
+            matches = event.job.status.value == status and (not with_error or event.job.error is not None)
+            if matches and not found.done():
                 found.set_result(event.job.model_dump(mode="json"))
 
         subscription = await nc.jetstream().subscribe(

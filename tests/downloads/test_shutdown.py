@@ -2,45 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from typing import Any
 
-import nats
-from nats.js.api import DeliverPolicy
-
-from nadzu_common.bus import Subjects
-from nadzu_common.messages import JobEvent
 from tests.support.stack import Stack
 
-from .conftest import Media, create_job, finish, wait_for
-
-
-def _wait_for_handback(stack: Stack, job_id: str, timeout: float = 30) -> dict[str, Any]:
-    """Wait for the event that puts the job back to `queued` with an error (not its first event)."""
-
-    async def wait() -> dict[str, Any]:
-        nc = await nats.connect(stack.nats.url)
-        found: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-
-        async def on_message(msg: Any) -> None:
-            job = JobEvent.model_validate_json(msg.data).job
-            if job.status.value == "queued" and job.error is not None and not found.done():
-                found.set_result(job.model_dump(mode="json"))
-
-        subscription = await nc.jetstream().subscribe(
-            Subjects.download_events(job_id),
-            cb=on_message,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
-        )
-        try:
-            return await asyncio.wait_for(found, timeout)
-        finally:
-            await subscription.unsubscribe()
-            await nc.close()
-
-    return asyncio.run(wait())
+from .conftest import Media, create_job, finish, wait_for, wait_for_bus_status
 
 
 def test_sigterm_hands_running_job_back(own_stack: Stack, media: Media) -> None:
@@ -53,7 +19,7 @@ def test_sigterm_hands_running_job_back(own_stack: Stack, media: Media) -> None:
 
         downloader.stop(timeout=30)
         assert downloader.process.returncode == 0
-        handed_back = _wait_for_handback(own_stack, job["id"])
+        handed_back = wait_for_bus_status(own_stack, job["id"], "queued", with_error=True)
         assert handed_back["error"]["code"] == "interrupted"
         assert handed_back["attempts"] == 1
         assert not (own_stack.downloads_dir / ".partial" / job["id"]).exists()
