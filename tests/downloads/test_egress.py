@@ -200,6 +200,8 @@ def test_proxy_down_fails_without_direct_egress(own_stack: Stack, isolated_host:
         ready = client.get("/health/ready").json()
         assert ready["checks"]["downloader"]["status"] == "unavailable"
         assert "proxy" in ready["checks"]["downloader"]["detail"]
+        assert ready["checks"]["proxy"]["status"] == "unavailable"
+        assert "unreachable" in ready["checks"]["proxy"]["detail"]
 
         job = finish(client, create_job(client, isolated_host.url("clip.mp4"))["id"])
     assert job["status"] == "failed"

@@ -93,24 +93,43 @@ async def _check_auth(app: FastAPI) -> str | None:
     return None if reply.status == "ok" else reply.detail or "unavailable"
 
 
+async def _downloader_health(app: FastAPI) -> HealthReply:
+    return await rpc_request(
+        app.state.nats,
+        Subjects.DOWNLOAD_HEALTH,
+        HealthQuery(),
+        HealthReply,
+        "downloader",
+        timeout=READINESS_TIMEOUT_SECONDS,
+    )
+
+
 async def _check_downloader(app: FastAPI) -> str | None:
     try:
-        reply = await rpc_request(
-            app.state.nats,
-            Subjects.DOWNLOAD_HEALTH,
-            HealthQuery(),
-            HealthReply,
-            "downloader",
-            timeout=READINESS_TIMEOUT_SECONDS,
-        )
+        reply = await _downloader_health(app)
     except Problem as problem:
         return problem.detail
     return None if reply.status == "ok" else reply.detail or "unavailable"
 
 
+async def _check_proxy(app: FastAPI) -> str | None:
+    """The downloaders' egress proxy, as a downloader replica sees it (ok when none is configured)."""
+    try:
+        reply = await _downloader_health(app)
+    except Problem as problem:
+        return f"unknown: {problem.detail}"
+    state = reply.checks.get("proxy", "ok")
+    return None if state == "ok" else state
+
+
 def register_core_checks(app: FastAPI) -> None:
     app.state.readiness_checks.update(
-        nats=_check_nats, redis=_check_redis, jobs=_check_jobs, auth=_check_auth, downloader=_check_downloader
+        nats=_check_nats,
+        redis=_check_redis,
+        jobs=_check_jobs,
+        auth=_check_auth,
+        downloader=_check_downloader,
+        proxy=_check_proxy,
     )
 
 
