@@ -94,7 +94,7 @@ class Stack:
         server = shutil.which("redis-server")
         if server is None:
             raise SystemExit(
-                "devstack: nothing answers at REDIS_URL and redis-server is not installed; "
+                "devstack: no server responds at REDIS_URL and redis-server is not installed; "
                 "run `sudo apt-get install -y redis-server` or point REDIS_URL at a server"
             )
         say(f"starting redis-server on {host}:{port}")
@@ -112,7 +112,7 @@ class Stack:
         clusters = sorted(Path("/etc/postgresql").glob("*/main")) if Path("/etc/postgresql").is_dir() else []
         if not clusters or shutil.which("pg_ctlcluster") is None:
             raise SystemExit(
-                "devstack: nothing answers at DATABASE_URL and PostgreSQL is not installed; "
+                "devstack: no server responds at DATABASE_URL and PostgreSQL is not installed; "
                 "run `sudo apt-get install -y postgresql` or point DATABASE_URL at a server"
             )
         version = clusters[-1].parent.name

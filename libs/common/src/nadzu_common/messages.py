@@ -108,7 +108,7 @@ class ReleaseDownload(Message):
     request_id: str | None = None
 
 
-# Control broadcasts (core NATS, every replica sees them).
+# Control broadcasts (core NATS, every replica receives them).
 
 
 class CancelSignal(Message):

@@ -2,7 +2,7 @@
 
 The enqueue consumer is read by a loop that fetches a command only when a worker slot is free. FastStream's
 concurrent pull subscriber (0.7.8) fetches ahead of its free workers, and commands held that way are
-redelivered to other replicas as duplicates; fetching one at a time after taking a slot avoids that.
+redelivered to other replicas as duplicates. Fetching one at a time after taking a slot avoids that.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def create_app(settings: DownloaderSettings) -> FastStream:
     async def on_release(command: ReleaseDownload) -> None:
         await runner().release(command.job_id)
 
-    # Core NATS without a queue group: every replica sees every cancel signal.
+    # Core NATS without a queue group, so every replica receives every cancel signal.
     @broker.subscriber(Subjects.DOWNLOAD_CANCEL_SIGNAL)
     async def on_cancel_signal(signal: CancelSignal) -> None:
         if runner().stop_local(signal.job_id, "cancel"):

@@ -1,11 +1,11 @@
 """The downloader's single egress point: an HTTP proxy on loopback that yt-dlp, aria2c and ffmpeg all use.
 
 Every connection a download makes (extraction, media, fragments, redirect hops) arrives here as a CONNECT
-or an absolute-form request. The guard resolves the host itself, rejects the connection when any address
+or an absolute-form request. The guard resolves the host itself and rejects the connection when any address
 is loopback, private, link-local, CGNAT, multicast or otherwise non-public (unless private URLs are
-allowed), and connects to the address it checked, so a DNS answer that changes between check and connect
-cannot redirect it. With `DOWNLOADER_PROXY_URL` set, the connection goes on through that SOCKS5 or HTTP
-proxy by address and never directly.
+allowed). It then connects to the address it checked, so a DNS record that changes between check and
+connect cannot redirect it. With `DOWNLOADER_PROXY_URL` set, the connection goes on through that SOCKS5
+or HTTP proxy by address and never directly.
 
 Trade-off: names are resolved by the downloader's own resolver, not by the upstream proxy (`socks5h`
 would resolve at the proxy). The proxy then sees addresses, not names; that is what lets the guard
@@ -49,7 +49,7 @@ class UpstreamFailed(Exception):
 
 @dataclass
 class JobEgress:
-    """What the guard saw of one job's connections."""
+    """Record of one job's connections through the guard."""
 
     rejected: list[str] = field(default_factory=list)
     upstream_failures: list[str] = field(default_factory=list)
@@ -75,7 +75,7 @@ class EgressGuard:
             await self._server.wait_closed()
 
     def proxy_url(self, job_id: uuid.UUID | str) -> str:
-        """The proxy URL a job's worker process uses; the user name carries the job id."""
+        """Return the proxy URL for a job's worker process, with the job id as the user name."""
         return f"http://{job_id}:x@127.0.0.1:{self._port}"
 
     def report(self, job_id: uuid.UUID | str) -> JobEgress:
@@ -117,8 +117,8 @@ class EgressGuard:
         if not addresses:
             raise UpstreamFailed(f"{host} has no address")
         if not self.allow_private:
-            # One forbidden address rejects the name: a name that mixes public and private answers is
-            # exactly what a rebinding attack looks like.
+            # One forbidden address rejects the name, because a name that resolves to both public and
+            # private addresses is exactly what a rebinding attack looks like.
             forbidden = [str(address) for address in addresses if is_forbidden_address(address)]
             if forbidden:
                 raise EgressRejected(f"{host} resolves to non-public {', '.join(forbidden)}")
@@ -253,10 +253,10 @@ def _job_from_headers(headers: list[str]) -> str:
 
 
 def _connect_by_address(url: str) -> str:
-    """The upstream URL with `socks5h`/`socks4a` spelled as the plain scheme.
+    """Return the upstream URL with `socks5h`/`socks4a` spelled as the plain scheme.
 
     The guard hands the proxy an address it already checked, so remote name resolution has nothing left
-    to resolve; python-socks also accepts only the plain scheme names.
+    to resolve. python-socks also accepts only the plain scheme names.
     """
     scheme, _, rest = url.partition("://")
     scheme = {"socks5h": "socks5", "socks4a": "socks4"}.get(scheme.lower(), scheme)
@@ -264,7 +264,7 @@ def _connect_by_address(url: str) -> str:
 
 
 def _redact(url: str | None) -> str | None:
-    """The URL without its password, for logs."""
+    """Return the URL without its password, for logs."""
     if not url:
         return url
     parts = urlsplit(url)

@@ -1,7 +1,7 @@
 """Running download jobs: claim, download in a warm worker, store the file, report, ack.
 
 A command is acked only after the job's outcome is stored and its event published, so a crash at any
-point leads to a redelivery that finishes the job once: the claim sees a finished job and only makes
+point leads to a redelivery that finishes the job once. The claim finds the job finished and only makes
 sure its final event exists.
 """
 
@@ -197,8 +197,8 @@ class JobRunner:
             finally:
                 heartbeat.cancel()
             if outcome == "retry":
-                claim_attempts = await self.store.get(job_id)
-                attempts = claim_attempts.attempts if claim_attempts else 1
+                stored = await self.store.get(job_id)
+                attempts = stored.attempts if stored else 1
                 delay = min(
                     self.settings.downloader_retry_base_delay * 2 ** max(attempts - 1, 0),
                     self.settings.downloader_retry_max_delay,

@@ -267,7 +267,7 @@ def _direct_media_info(ydl: Any, url: str) -> dict[str, Any] | None:
 
 
 def _announced_size(info: dict[str, Any]) -> int | None:
-    """The byte size the source announced for a single-format download, if it did."""
+    """Return the byte size the source announced for a single-format download, or None."""
     formats = info.get("formats") or []
     if info.get("filesize"):
         return int(info["filesize"])
@@ -292,8 +292,8 @@ def _has_codec(value: object) -> bool:
 def probe_media(path: Path) -> tuple[set[str], float | None]:
     """Open the file with FFmpeg's demuxers (through PyAV) and return its stream kinds and duration.
 
-    In-process it takes about 2 ms, where starting ffprobe costs about 70 ms per file on a small machine;
-    both read the same container headers with the same libraries.
+    In-process it takes about 2 ms, where starting ffprobe costs about 70 ms per file on a 2-core machine
+    (measured for docs/benchmarks.md). Both read the same container headers with the same libraries.
     """
     import av
 
@@ -354,7 +354,7 @@ def _options(job: dict[str, Any], workdir: Path, hook: Any, logger: _Logger) -> 
     if job.get("proxy"):
         options["proxy"] = job["proxy"]
     if job.get("cookies_file"):
-        # yt-dlp writes its cookie jar back to the file when it closes; the operator's file must stay
+        # yt-dlp writes its cookie jar back to the file when it closes. The operator's file must stay
         # as it is (it may be read-only), so each job gets a private copy in its work directory.
         private_copy = workdir / ".cookies.txt"
         shutil.copyfile(job["cookies_file"], private_copy)
@@ -489,7 +489,7 @@ def run_job(job: dict[str, Any], send: Any) -> dict[str, Any]:
         measured = validate_media(path, info)
         sha256 = digest.result()
     duration = info.get("duration") or measured
-    # Extractors that know the duration are checked before the download; for the rest (plain files,
+    # Extractors that know the duration are checked before the download. For the rest (plain files,
     # many generic pages) the file itself is the first place the duration is known.
     if duration and duration > job["max_duration"]:
         raise JobFailure(
@@ -511,8 +511,8 @@ def run_job(job: dict[str, Any], send: Any) -> dict[str, Any]:
 def _warm_up() -> None:
     """Import yt-dlp and load what its first job would otherwise load: this keeps the worker warm.
 
-    Building the request handlers imports requests, urllib3 and websockets, and the generic extractor
-    is the one direct links use; together they cost about a second on a job that finds them cold.
+    Building the request handlers imports requests, urllib3 and websockets, and direct links use the
+    generic extractor. Together they cost about a second on a job that finds them cold.
     """
     import av  # noqa: F401  the media check's libraries, loaded once
     from yt_dlp import YoutubeDL
@@ -550,7 +550,7 @@ def serve(commands: TextIO, protocol: TextIO) -> None:
 def _die_with_parent() -> None:
     """Kill this worker's process group when the downloader that started it is gone.
 
-    A downloader killed with SIGKILL cannot stop its workers; left running, one would keep writing into a
+    A downloader killed with SIGKILL cannot stop its workers. One left running would keep writing into a
     job directory that the job's next attempt is using.
     """
     parent = os.getppid()

@@ -182,8 +182,3 @@ class BodyLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay_receive, send)
-
-
-def header_value(headers: Any, name: str) -> str | None:
-    value = headers.get(name)
-    return value if value else None

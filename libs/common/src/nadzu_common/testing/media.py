@@ -110,7 +110,7 @@ def make_hls(source: Path, directory: Path, segment_seconds: int = 1) -> Path:
 
 
 def make_embed_page(path: Path, video_name: str, title: str) -> Path:
-    """An HTML page embedding a video with `<video><source>`, as a plain web page would."""
+    """Write an HTML page that embeds a video with `<video><source>`, as a plain web page would."""
     path.write_text(
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>{title}</title><meta property='og:title' content='{title}'></head>"

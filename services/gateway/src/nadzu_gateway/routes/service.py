@@ -113,7 +113,7 @@ async def _check_downloader(app: FastAPI) -> str | None:
 
 
 async def _check_proxy(app: FastAPI) -> str | None:
-    """The downloaders' egress proxy, as a downloader replica sees it (ok when none is configured)."""
+    """Check the downloaders' egress proxy through a downloader replica (ok when none is configured)."""
     try:
         reply = await _downloader_health(app)
     except Problem as problem:
@@ -148,7 +148,7 @@ async def _load_sites(app: FastAPI, request_id: str | None) -> None:
 
 
 async def prefetch_sites(app: FastAPI) -> None:
-    """Load the supported sites as soon as a downloader answers, so `GET /` shows its yt-dlp version."""
+    """Load the supported sites as soon as a downloader replies, so `GET /` shows its yt-dlp version."""
     while getattr(app.state, "sites", None) is None:
         try:
             await _load_sites(app, None)
