@@ -33,7 +33,9 @@ from nats.aio.client import Client as NatsClient
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
 from .bus import AUTH_EVENTS_STREAM as AUTH_EVENTS_STREAM
+from .bus import message_headers
 from .messages import Message
+from .tracing import client_span
 
 # Subjects and streams.
 
@@ -462,14 +464,14 @@ class AuthClient:
         request_id: str | None = None,
         timeout_seconds: float | None = None,
     ) -> ReplyT:
-        headers = {"X-Request-Id": request_id} if request_id else None
         try:
-            message = await self._nc.request(
-                subject,
-                body.model_dump_json().encode(),
-                timeout=timeout_seconds or self._timeout,
-                headers=headers,
-            )
+            with client_span(subject):
+                message = await self._nc.request(
+                    subject,
+                    body.model_dump_json().encode(),
+                    timeout=timeout_seconds or self._timeout,
+                    headers=message_headers(request_id=request_id) or None,
+                )
         except nats.errors.NoRespondersError:
             return reply_model(error=_unavailable("no auth service is running"))
         except nats.errors.TimeoutError:

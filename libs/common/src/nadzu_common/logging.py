@@ -11,7 +11,10 @@ import sys
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 from structlog.contextvars import bind_contextvars, bound_contextvars, clear_contextvars
+
+from . import tracing
 
 __all__ = ["bind_context", "bound_context", "clear_context", "configure_logging", "get_logger"]
 
@@ -21,12 +24,9 @@ clear_context = clear_contextvars
 
 
 def _add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """Add the current OpenTelemetry trace and span ids, when a span is recording."""
-    try:
-        from opentelemetry import trace
-    except ImportError:  # pragma: no cover - the SDK is a declared dependency
+    """Add the current OpenTelemetry trace and span ids, so a log line leads to its trace."""
+    if not tracing.is_active():
         return event_dict
-
     span_context = trace.get_current_span().get_span_context()
     if span_context.is_valid:
         event_dict.setdefault("trace_id", format(span_context.trace_id, "032x"))

@@ -1,48 +1,220 @@
-"""OpenTelemetry setup, configured only by the standard `OTEL_*` variables.
+"""OpenTelemetry setup and the spans the services share, configured only by the standard `OTEL_*` variables.
 
-With no exporter endpoint or exporter set, no SDK provider is installed and the API's no-op tracer costs
-nothing on the hot paths.
+With no exporter endpoint or exporter set, no SDK provider is installed, no library is instrumented and the
+span helpers below hand out a shared no-op context without calling OpenTelemetry at all, so the hot paths
+pay one boolean test.
+
+Messages carry W3C trace context in their headers (`traceparent`, `tracestate`). Every publish goes through
+`message_headers` in `nadzu_common.bus`, which injects the current span, so a command published with raw
+nats-py is linked like one published by FastStream. Consumers start their span from those headers, which
+makes the consume span a child of the publish span in another process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import MutableMapping
+import re
+from collections.abc import Mapping, MutableMapping
+from typing import Any
 
 from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+# The instrumentation scope of every span the services make themselves.
+TRACER_NAME = "nadzu"
+# The span attribute holding a download job's id, to search a dashboard for one job.
+JOB_ID = "nadzu.job.id"
+
+_enabled = False
+_NO_SPAN = contextlib.nullcontext(None)
+
+# A job's event subject ends in its id; span names use the template so a dashboard groups them.
+_JOB_SUBJECT = re.compile(r"\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def tracing_enabled() -> bool:
-    if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+    """Whether the environment asks for traces (an exporter or an OTLP endpoint, and the SDK not disabled)."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
-    exporter = os.environ.get("OTEL_TRACES_EXPORTER", "")
-    if exporter and exporter != "none":
+    exporter = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter == "none":
+        return False
+    if exporter:
         return True
     return bool(
         os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     )
 
 
-def configure_tracing(service_name: str) -> None:
-    """Install an SDK tracer provider exporting over OTLP/HTTP, when the environment asks for one."""
-    if not tracing_enabled():
-        return
+def is_active() -> bool:
+    """Whether `configure_tracing` installed a provider in this process."""
+    return _enabled
 
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
+
+def configure_tracing(service_name: str) -> bool:
+    """Install a tracer provider and instrument asyncpg, redis and httpx, when the environment asks for it.
+
+    The sampler comes from `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (read by the SDK), the
+    exporter from `OTEL_TRACES_EXPORTER` (`otlp`, the default, or `console`), the protocol from
+    `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or `OTEL_EXPORTER_OTLP_PROTOCOL` (`http/protobuf`, the default, or
+    `grpc`), and the service name from `OTEL_SERVICE_NAME` or else `service_name`. Returns whether tracing
+    is on.
+    """
+    global _enabled
+    if _enabled or not tracing_enabled():
+        return _enabled
+
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
+    # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, but attributes passed to it win,
+    # so the service's own name is passed only when the operator named it nowhere.
+    resource_attributes = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    named = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in resource_attributes
+    resource = Resource.create({} if named else {SERVICE_NAME: service_name})
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider.add_span_processor(BatchSpanProcessor(_span_exporter()))
     trace.set_tracer_provider(provider)
+    _instrument_libraries()
+    _enabled = True
+    return True
+
+
+def _span_exporter() -> Any:
+    exporter = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
+    if exporter == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    if exporter != "otlp":
+        raise ValueError(f"OTEL_TRACES_EXPORTER={exporter!r} is not supported; use otlp, console or none")
+
+    protocol = (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        return GrpcExporter()
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+        return HttpExporter()
+    raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; use http/protobuf or grpc")
+
+
+def _instrument_libraries() -> None:
+    """Client spans for the database, Redis and outgoing HTTP calls, in whichever of them the service uses."""
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    AsyncPGInstrumentor().instrument()
+    RedisInstrumentor().instrument()
+    HTTPXClientInstrumentor().instrument()
+
+
+def shutdown_tracing() -> None:
+    """Export the spans still buffered; called when a service stops."""
+    provider = trace.get_tracer_provider()
+    shutdown = getattr(provider, "shutdown", None)
+    if _enabled and shutdown is not None:
+        shutdown()
 
 
 def inject_trace_context(headers: MutableMapping[str, str]) -> None:
     """Write W3C `traceparent`/`tracestate` for the current span into message headers."""
-    propagate.inject(headers)
+    if _enabled:
+        propagate.inject(headers)
 
 
-def extract_trace_context(headers: MutableMapping[str, str] | None) -> object:
-    return propagate.extract(headers or {})
+def extract_trace_context(headers: Mapping[str, str] | None) -> Any:
+    return propagate.extract(dict(headers or {}))
+
+
+def subject_template(subject: str) -> str:
+    """`downloads.evt.<uuid>` → `downloads.evt.{job_id}`, so span names stay few."""
+    return _JOB_SUBJECT.sub(".{job_id}", subject)
+
+
+def _messaging_attributes(subject: str, operation: str, extra: Mapping[str, Any]) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "messaging.system": "nats",
+        "messaging.operation.name": operation,
+        "messaging.destination.name": subject,
+    }
+    template = subject_template(subject)
+    if template != subject:
+        attributes["messaging.destination.template"] = template
+    attributes.update({key: value for key, value in extra.items() if value is not None})
+    return attributes
+
+
+def producer_span(subject: str, **attributes: Any) -> contextlib.AbstractContextManager[Span | None]:
+    """A span around one publish; headers made inside it carry it as the consumer's parent."""
+    if not _enabled:
+        return _NO_SPAN
+    return trace.get_tracer(TRACER_NAME).start_as_current_span(
+        f"publish {subject_template(subject)}",
+        kind=SpanKind.PRODUCER,
+        attributes=_messaging_attributes(subject, "publish", attributes),
+    )
+
+
+def client_span(subject: str, **attributes: Any) -> contextlib.AbstractContextManager[Span | None]:
+    """A span around one request/reply query sent over core NATS."""
+    if not _enabled:
+        return _NO_SPAN
+    return trace.get_tracer(TRACER_NAME).start_as_current_span(
+        f"send {subject_template(subject)}",
+        kind=SpanKind.CLIENT,
+        attributes=_messaging_attributes(subject, "send", attributes),
+    )
+
+
+def consumer_span(
+    subject: str, headers: Mapping[str, str] | None, job_id: object = None, **attributes: Any
+) -> contextlib.AbstractContextManager[Span | None]:
+    """A span for handling one message, child of the span that published it (read from its headers)."""
+    if not _enabled:
+        return _NO_SPAN
+    if job_id is not None:
+        attributes[JOB_ID] = str(job_id)
+    return trace.get_tracer(TRACER_NAME).start_as_current_span(
+        f"process {subject_template(subject)}",
+        context=extract_trace_context(headers),
+        kind=SpanKind.CONSUMER,
+        attributes=_messaging_attributes(subject, "process", attributes),
+    )
+
+
+def redis_span(command: str, **attributes: Any) -> contextlib.AbstractContextManager[Span | None]:
+    """A client span for a Redis command sent by our own protocol code (redis-py is instrumented already)."""
+    if not _enabled:
+        return _NO_SPAN
+    return trace.get_tracer(TRACER_NAME).start_as_current_span(
+        command,
+        kind=SpanKind.CLIENT,
+        attributes={"db.system.name": "redis", "db.operation.name": command, **attributes},
+    )
+
+
+def internal_span(name: str, **attributes: Any) -> contextlib.AbstractContextManager[Span | None]:
+    """A span for one step inside a service (a yt-dlp run, a GitHub query)."""
+    if not _enabled:
+        return _NO_SPAN
+    return trace.get_tracer(TRACER_NAME).start_as_current_span(
+        name, attributes={key: value for key, value in attributes.items() if value is not None}
+    )
+
+
+def mark_failed(span: Span | None, code: str, message: str) -> None:
+    """Record a handled failure on a span: error status and the product's error code."""
+    if span is None:
+        return
+    span.set_attribute("error.type", code)
+    span.set_status(Status(StatusCode.ERROR, message))

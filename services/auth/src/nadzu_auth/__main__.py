@@ -7,7 +7,7 @@ import signal
 
 from nadzu_common.logging import configure_logging, get_logger
 from nadzu_common.settings import load_settings
-from nadzu_common.tracing import configure_tracing
+from nadzu_common.tracing import configure_tracing, shutdown_tracing
 
 from .errors import StorageUnavailable
 from .service import running_service
@@ -37,6 +37,8 @@ def main() -> None:
     except StorageUnavailable as error:
         log.error("auth.start_failed", error=error.message, hint="check DATABASE_URL")
         raise SystemExit(1) from None
+    finally:
+        shutdown_tracing()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from nats.js.errors import NotFoundError
 from nadzu_common.auth import AuthSubjects, KeyRevoked, TokenSigner
 from nadzu_common.bus import AUTH_EVENTS_STREAM, encode, message_headers
 from nadzu_common.logging import get_logger
-from nadzu_common.tracing import tracing_enabled
+from nadzu_common.tracing import is_active as tracing_active
 
 from .captcha import CaptchaConfig, CaptchaVerifier
 from .errors import RetryableError
@@ -82,7 +82,7 @@ def revocation_publisher(broker: NatsBroker) -> PublishRevoked:
 
 def _make_broker(settings: AuthSettings) -> NatsBroker:
     middlewares = []
-    if tracing_enabled():
+    if tracing_active():
         from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 
         middlewares.append(NatsTelemetryMiddleware())

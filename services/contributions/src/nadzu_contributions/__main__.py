@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY, start_http_server
 
 from nadzu_common.logging import configure_logging, get_logger
 from nadzu_common.settings import load_settings
-from nadzu_common.tracing import configure_tracing, tracing_enabled
+from nadzu_common.tracing import configure_tracing, is_active, shutdown_tracing
 
 from .github import GitHubClient
 from .handlers import create_broker
@@ -43,7 +43,7 @@ async def run(settings: ContributionsSettings) -> None:
     service = ContributionsService(settings, redis_client, github)
 
     middlewares: list[Any] = [NatsPrometheusMiddleware(registry=REGISTRY, app_name="contributions")]
-    if tracing_enabled():
+    if is_active():
         middlewares.append(NatsTelemetryMiddleware())
     broker = create_broker(settings, service, middlewares)
     app = FastStream(broker)
@@ -72,7 +72,10 @@ def main() -> None:
     settings = load_settings(ContributionsSettings)
     configure_logging("contributions", settings.log_level, settings.log_format)
     configure_tracing("nadzu-contributions")
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(run(settings))
+    finally:
+        shutdown_tracing()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from nadzu_common.contributions import ContributionDay
 from nadzu_common.logging import get_logger
+from nadzu_common.tracing import internal_span
 
 from .errors import (
     ContributionsError,
@@ -139,6 +140,15 @@ class GitHubClient:
 
     async def fetch_window(self, login: str, window: Span) -> WindowCalendar:
         """Fetch the calendar of `login` for the days of `window`, retrying timeouts and 5xx responses."""
+        attributes = {
+            "github.login": login,
+            "nadzu.window.first": window.first.isoformat(),
+            "nadzu.window.last": window.last.isoformat(),
+        }
+        with internal_span("github contributionsCollection", **attributes):
+            return await self._fetch_window(login, window)
+
+    async def _fetch_window(self, login: str, window: Span) -> WindowCalendar:
         if self._token is None:
             raise TokenMissing("GITHUB_TOKEN is not set, so contributions cannot be fetched from GitHub.")
 

@@ -6,7 +6,7 @@ import asyncio
 
 from nadzu_common.logging import configure_logging
 from nadzu_common.settings import load_settings
-from nadzu_common.tracing import configure_tracing
+from nadzu_common.tracing import configure_tracing, shutdown_tracing
 
 from .app import create_app
 from .settings import DownloaderSettings
@@ -15,8 +15,11 @@ from .settings import DownloaderSettings
 def main() -> None:
     settings = load_settings(DownloaderSettings)
     configure_logging("downloader", settings.log_level, settings.log_format)
-    configure_tracing("downloader")
-    asyncio.run(create_app(settings).run())
+    configure_tracing("nadzu-downloader")
+    try:
+        asyncio.run(create_app(settings).run())
+    finally:
+        shutdown_tracing()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from faststream import AckPolicy as HandlerAckPolicy
 from faststream import FastStream
-from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 
 from nadzu_common.bus import (
     CANCEL_CONSUMER,
@@ -39,6 +39,7 @@ from nadzu_common.messages import (
     SupportedSitesQuery,
     SupportedSitesReply,
 )
+from nadzu_common.tracing import consumer_span
 
 from .egress import EgressGuard
 from .metrics import serve_metrics
@@ -88,8 +89,9 @@ def create_app(settings: DownloaderSettings) -> FastStream:
         pull_sub=PullSub(batch_size=10),
         ack_policy=HandlerAckPolicy.NACK_ON_ERROR,
     )
-    async def on_cancel(command: CancelDownload) -> None:
-        await runner().cancel(command.job)
+    async def on_cancel(command: CancelDownload, message: NatsMessage) -> None:
+        with consumer_span(message.raw_message.subject, message.headers, job_id=command.job.id):
+            await runner().cancel(command.job)
 
     @broker.subscriber(
         Subjects.DOWNLOAD_RELEASE,
@@ -99,14 +101,16 @@ def create_app(settings: DownloaderSettings) -> FastStream:
         pull_sub=PullSub(batch_size=10),
         ack_policy=HandlerAckPolicy.NACK_ON_ERROR,
     )
-    async def on_release(command: ReleaseDownload) -> None:
-        await runner().release(command.job_id)
+    async def on_release(command: ReleaseDownload, message: NatsMessage) -> None:
+        with consumer_span(message.raw_message.subject, message.headers, job_id=command.job_id):
+            await runner().release(command.job_id)
 
     # Core NATS without a queue group, so every replica receives every cancel signal.
     @broker.subscriber(Subjects.DOWNLOAD_CANCEL_SIGNAL)
-    async def on_cancel_signal(signal: CancelSignal) -> None:
-        if runner().stop_local(signal.job_id, "cancel"):
-            log.info("downloader.cancel_signal", job_id=str(signal.job_id))
+    async def on_cancel_signal(signal: CancelSignal, message: NatsMessage) -> None:
+        with consumer_span(Subjects.DOWNLOAD_CANCEL_SIGNAL, message.headers, job_id=signal.job_id):
+            if runner().stop_local(signal.job_id, "cancel"):
+                log.info("downloader.cancel_signal", job_id=str(signal.job_id))
 
     @broker.subscriber(Subjects.DOWNLOAD_SITES, queue=SERVICE_QUEUE)
     async def on_sites(_: SupportedSitesQuery) -> SupportedSitesReply:

@@ -9,6 +9,7 @@ from nats.js import JetStreamContext
 
 from nadzu_common.bus import Subjects, encode, message_headers
 from nadzu_common.messages import EventName, JobEvent, JobState, Progress
+from nadzu_common.tracing import producer_span
 
 # At most this many progress events per second and job; the last one is always sent.
 PROGRESS_EVENTS_PER_SECOND = 4
@@ -22,9 +23,11 @@ class EventPublisher:
         self, event: EventName, job: JobState, changed: list[str], msg_id: str | None = None
     ) -> int:
         body = JobEvent(event=event, changed=changed, job=job)
-        ack = await self._js.publish(
-            Subjects.download_events(job.id), encode(body), headers=message_headers(msg_id=msg_id), timeout=10
-        )
+        subject = Subjects.download_events(job.id)
+        with producer_span(subject, **{"messaging.message.id": msg_id, "nadzu.job.event": event}):
+            ack = await self._js.publish(
+                subject, encode(body), headers=message_headers(msg_id=msg_id), timeout=10
+            )
         return int(ack.seq)
 
 

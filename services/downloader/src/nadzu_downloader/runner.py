@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from faststream.nats.message import NatsMessage
 from nats.aio.client import Client as NatsClient
@@ -32,6 +33,7 @@ from nadzu_common.messages import (
     JobStatus,
     Progress,
 )
+from nadzu_common.tracing import JOB_ID, consumer_span, internal_span, mark_failed, producer_span
 
 from .egress import EgressGuard
 from .errors import DownloaderError, JobCancelled, PermanentError, TransientError
@@ -190,7 +192,13 @@ class JobRunner:
             return
 
         job_id = command.job.id
-        with bound_context(job_id=str(job_id), request_id=command.request_id):
+        span_attributes = {"messaging.message.id": message.message_id}
+        with (
+            consumer_span(Subjects.DOWNLOAD_ENQUEUE, message.headers, job_id, **span_attributes) as span,
+            bound_context(job_id=str(job_id), request_id=command.request_id),
+        ):
+            if span is not None:
+                span.set_attribute("messaging.nats.delivery_count", _delivery_count(message))
             heartbeat = asyncio.create_task(self._heartbeat(message, job_id))
             try:
                 outcome = await self._run(command)
@@ -209,6 +217,8 @@ class JobRunner:
                 await message.nack()
             else:
                 await message.ack()
+            if span is not None:
+                span.set_attribute("nadzu.job.outcome", outcome)
 
     async def _heartbeat(self, message: NatsMessage, job_id: uuid.UUID) -> None:
         """Keep the command from being redelivered while the job runs, and notice missed cancels."""
@@ -316,8 +326,29 @@ class JobRunner:
                     return
 
         watchdog = asyncio.create_task(watch_stalls())
+        run_span = internal_span(
+            "yt-dlp download",
+            **{
+                JOB_ID: str(job.id),
+                "nadzu.job.attempt": job.attempts,
+                "nadzu.job.format": job.format,
+                "url.scheme": job.url.split(":", 1)[0],
+                "server.address": _host_of(job.url),
+                "nadzu.downloader.aria2c": self.use_aria2c,
+            },
+        )
         try:
-            done = await self.pool.run(spec, on_message, attach)
+            with run_span as span:
+                try:
+                    done = await self.pool.run(spec, on_message, attach)
+                except (JobCancelled, DownloaderError) as error:
+                    failure = running.failure if running.stop_reason == "failed" else None
+                    failure = failure or (error if isinstance(error, DownloaderError) else None)
+                    if failure is not None and running.stop_reason in (None, "failed"):
+                        mark_failed(span, failure.code, failure.message)
+                    raise
+                if span is not None:
+                    span.set_attribute("nadzu.download.bytes", int(done.get("size") or 0))
         except (JobCancelled, DownloaderError) as error:
             if running.stop_reason == "failed" and running.failure is not None:
                 return await self._failed(command, job, running.failure, reporter)
@@ -483,14 +514,16 @@ class JobRunner:
         self, command: EnqueueDownload, job: JobState, last_error: JobError | None
     ) -> None:
         error = last_error or JobError(code="too-many-attempts", message="The job failed on every attempt.")
-        await self.js.publish(
-            Subjects.DOWNLOAD_DEAD_LETTERS,
-            encode(command),
-            headers=message_headers(
-                msg_id=f"{job.id}:dead-letter",
-                extra={"Nadzu-Error-Code": error.code, "Nadzu-Attempts": str(job.attempts)},
-            ),
-        )
+        msg_id = f"{job.id}:dead-letter"
+        with producer_span(Subjects.DOWNLOAD_DEAD_LETTERS, **{"messaging.message.id": msg_id}):
+            await self.js.publish(
+                Subjects.DOWNLOAD_DEAD_LETTERS,
+                encode(command),
+                headers=message_headers(
+                    msg_id=msg_id,
+                    extra={"Nadzu-Error-Code": error.code, "Nadzu-Attempts": str(job.attempts)},
+                ),
+            )
         failed = await self.store.fail(job.id, error)
         if failed is not None:
             await self.publish_outcome(failed)
@@ -516,7 +549,12 @@ class JobRunner:
         if current.status == JobStatus.RUNNING and not self.stop_local(job.id, "cancel"):
             from nadzu_common.messages import CancelSignal
 
-            await self.nc.publish(Subjects.DOWNLOAD_CANCEL_SIGNAL, encode(CancelSignal(job_id=job.id)))
+            with producer_span(Subjects.DOWNLOAD_CANCEL_SIGNAL):
+                await self.nc.publish(
+                    Subjects.DOWNLOAD_CANCEL_SIGNAL,
+                    encode(CancelSignal(job_id=job.id)),
+                    headers=message_headers(),
+                )
         elif not current.status.is_active:
             await self.ensure_final_event(current)
 
@@ -558,3 +596,12 @@ class JobRunner:
         if removed:
             log.info("runner.partials_removed", count=removed)
         return removed
+
+
+def _host_of(url: str) -> str | None:
+    return urlsplit(url).hostname
+
+
+def _delivery_count(message: NatsMessage) -> int:
+    metadata = getattr(message.raw_message, "metadata", None)
+    return int(getattr(metadata, "num_delivered", 0) or 0)

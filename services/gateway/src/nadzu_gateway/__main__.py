@@ -6,7 +6,7 @@ import uvicorn
 
 from nadzu_common.logging import configure_logging
 from nadzu_common.settings import load_settings
-from nadzu_common.tracing import configure_tracing
+from nadzu_common.tracing import configure_tracing, shutdown_tracing
 
 from .app import create_app
 from .settings import GatewaySettings
@@ -19,7 +19,7 @@ def main() -> None:
             "invalid configuration: SESSION_SECRET: missing; set the same value as the auth service's"
         )
     configure_logging("gateway", settings.log_level, settings.log_format)
-    configure_tracing("gateway")
+    configure_tracing("nadzu-gateway")
     uvicorn.run(
         create_app(settings),
         host=settings.gateway_host,
@@ -30,6 +30,7 @@ def main() -> None:
         server_header=False,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
     )
+    shutdown_tracing()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from nadzu_common.auth import AuthClient, TokenSigner
 from nadzu_common.bus import connect, ensure_streams
 from nadzu_common.logging import get_logger
+from nadzu_common.tracing import is_active as tracing_active
 
 from . import __version__
 from .access import install_openapi_security
@@ -131,7 +132,24 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.add_middleware(EdgeMiddleware, edge=app.state.edge)
     app.add_middleware(CorsMiddleware, allow_origins=settings.cors_allow_origins)
     app.add_middleware(RequestIdMiddleware)
+    if tracing_active():
+        _instrument(app)
     return app
+
+
+def _instrument(app: FastAPI) -> None:
+    """One server span per request, named by route template, around every middleware above.
+
+    An SSE stream sends a chunk per event; without `send` and `receive` excluded, each chunk would be a
+    span of its own. Health probes and scrapes are left out: they would bury the requests that matter.
+    """
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app,
+        exclude_spans=["receive", "send"],
+        excluded_urls=r"/health$,/health/ready$,/metrics$",
+    )
 
 
 def _token_signer(settings: GatewaySettings) -> TokenSigner:

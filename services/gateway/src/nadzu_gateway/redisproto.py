@@ -21,6 +21,8 @@ from urllib.parse import unquote, urlsplit
 
 import hiredis
 
+from nadzu_common.tracing import redis_span
+
 
 class RedisUnavailable(Exception):
     """Redis could not be reached, failed, or did not reply within the timeout."""
@@ -166,6 +168,10 @@ class PipelinedRedis:
                     protocol.fail(RedisUnavailable(f"no reply from Redis within {self._timeout:g} s"))
 
     async def evalsha(self, script: Script, keys: list[str], args: list[int | str]) -> Any:
+        with redis_span("EVALSHA", **{"server.address": self._host, "server.port": self._port}):
+            return await self._evalsha(script, keys, args)
+
+    async def _evalsha(self, script: Script, keys: list[str], args: list[int | str]) -> Any:
         protocol = self._protocol or await self._connect()
         parts = [b"EVALSHA", script.sha, str(len(keys)).encode()]
         parts += [key.encode() for key in keys]

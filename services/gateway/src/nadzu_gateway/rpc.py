@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from nadzu_common.bus import encode, message_headers
 from nadzu_common.logging import get_logger
+from nadzu_common.tracing import client_span
 
 from .problems import Problem, dependency_unavailable
 
@@ -30,9 +31,10 @@ async def request(
 ) -> ReplyT:
     """Send a query and parse its reply; a service that is down or silent becomes a 503 problem."""
     try:
-        reply = await nc.request(
-            subject, encode(query), timeout=timeout, headers=message_headers(request_id=request_id)
-        )
+        with client_span(subject):
+            reply = await nc.request(
+                subject, encode(query), timeout=timeout, headers=message_headers(request_id=request_id)
+            )
     except NoRespondersError:
         raise dependency_unavailable(service, "no instance is running") from None
     except NatsTimeoutError:

@@ -22,6 +22,7 @@ from nadzu_common.contributions import (
 )
 from nadzu_common.logging import get_logger
 from nadzu_common.messages import HealthQuery, HealthReply
+from nadzu_common.tracing import client_span
 
 from ..problems import Problem, dependency_unavailable
 
@@ -64,12 +65,13 @@ def _wants_svg(request: Request, format_: str | None) -> bool:
 async def _ask_service(request: Request, query: ContributionsQuery) -> ContributionsReply:
     timeout = _rpc_timeout(request)
     try:
-        message = await request.app.state.nats.request(
-            CONTRIBUTIONS_GET,
-            encode(query),
-            timeout=timeout,
-            headers=message_headers(request_id=query.request_id),
-        )
+        with client_span(CONTRIBUTIONS_GET):
+            message = await request.app.state.nats.request(
+                CONTRIBUTIONS_GET,
+                encode(query),
+                timeout=timeout,
+                headers=message_headers(request_id=query.request_id),
+            )
     except NoRespondersError:
         detail = "no instance is running"
         raise dependency_unavailable(SERVICE_NAME, detail, UNAVAILABLE_RETRY_AFTER) from None

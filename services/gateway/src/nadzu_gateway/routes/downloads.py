@@ -30,6 +30,7 @@ from nadzu_common.messages import (
     JobStatus,
     ReleaseDownload,
 )
+from nadzu_common.tracing import producer_span
 
 from .. import idempotency
 from ..access import (
@@ -117,11 +118,12 @@ def _public(request: Request, job: JobState) -> dict[str, Any]:
 
 
 async def _publish(request: Request, subject: str, payload: bytes, msg_id: str) -> int:
-    headers = message_headers(msg_id=msg_id, request_id=request.state.request_id)
     try:
-        ack = await request.app.state.js.publish(
-            subject, payload, timeout=PUBLISH_TIMEOUT_SECONDS, headers=headers
-        )
+        with producer_span(subject, **{"messaging.message.id": msg_id}):
+            headers = message_headers(msg_id=msg_id, request_id=request.state.request_id)
+            ack = await request.app.state.js.publish(
+                subject, payload, timeout=PUBLISH_TIMEOUT_SECONDS, headers=headers
+            )
     except (NatsError, JetStreamError, TimeoutError) as error:
         log.error("downloads.publish_failed", subject=subject, error=repr(error))
         raise dependency_unavailable("nats", "the message bus did not accept the command") from None
@@ -366,9 +368,12 @@ async def delete_download(request: Request, job_id: str) -> Response:
         # The broadcast reaches the replica running the job at once; the command above makes sure a job
         # that no replica has started yet never starts.
         try:
-            await request.app.state.nats.publish(
-                Subjects.DOWNLOAD_CANCEL_SIGNAL, encode(CancelSignal(job_id=job.id))
-            )
+            with producer_span(Subjects.DOWNLOAD_CANCEL_SIGNAL):
+                await request.app.state.nats.publish(
+                    Subjects.DOWNLOAD_CANCEL_SIGNAL,
+                    encode(CancelSignal(job_id=job.id)),
+                    headers=message_headers(request_id=request.state.request_id),
+                )
         except NatsError as error:
             log.warning("downloads.cancel_signal_failed", job_id=str(job.id), error=repr(error))
         log.info("downloads.cancel_requested", job_id=str(job.id))
