@@ -243,6 +243,16 @@ class Stack:
         gateway.wait_started()
         return gateway
 
+    def start_contributions(self, **extra_env: str) -> Service:
+        """Start a contributions replica (no metrics port unless given) and wait until it replies."""
+        from nadzu_common.contributions import CONTRIBUTIONS_HEALTH
+
+        service = self._spawn(
+            "contributions", [str(BIN / "nadzu-contributions")], {"METRICS_PORT": "0", **extra_env}
+        )
+        self._wait_for_reply(service, CONTRIBUTIONS_HEALTH, b"{}")
+        return service
+
     def start_downloader(self, wait: bool = True, **extra_env: str) -> Service:
         service = self._spawn("downloader", [str(BIN / "nadzu-downloader")], extra_env)
         if wait:
