@@ -35,7 +35,7 @@ def traced_stack(receiver: OtlpReceiver, fake_github: FakeGitHub) -> Iterator[St
         stack.close()
 
 
-def test_contributions_query_is_one_trace_down_to_github(receiver: OtlpReceiver, traced_stack: Stack) -> None:
+def test_contributions_query_is_one_trace(receiver: OtlpReceiver, traced_stack: Stack) -> None:
     gateway = traced_stack.start_gateway()
     response = httpx.get(
         f"{gateway.base_url}/api/v1/contributions/Octo-Cat", params={"year": "2024"}, timeout=30

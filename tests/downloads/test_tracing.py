@@ -68,10 +68,12 @@ def _log_lines(stack: Stack, service: str) -> list[dict[str, object]]:
     return lines
 
 
-def test_one_download_is_one_trace_from_gateway_to_downloader(traced: TracedStack, media: Media) -> None:
+def test_download_is_one_trace(traced: TracedStack, media: Media) -> None:
     receiver = traced.receiver
     with traced.gateway.client(timeout=30) as client:
-        job = create_job(client, media.url("clip.mp4"))
+        response = client.post("/api/v1/downloads", json={"url": media.url("clip.mp4")})
+        assert response.status_code == 202, response.text
+        job = response.json()
         assert finish(client, job["id"])["status"] == "completed"
 
     enqueue_id = f"{job['id']}:enqueue"
@@ -82,6 +84,9 @@ def test_one_download_is_one_trace_from_gateway_to_downloader(traced: TracedStac
     assert publish.attributes["messaging.message.id"] == enqueue_id
     assert publish.kind == "producer"
     trace_id = publish.trace_id
+    # The client learns the trace id from the response, to look the request up in the dashboard.
+    version, response_trace_id, _, _ = response.headers["traceresponse"].split("-")
+    assert (version, response_trace_id) == ("00", trace_id)
 
     def complete_trace(spans: list[ReceivedSpan]) -> list[ReceivedSpan] | None:
         in_trace = [span for span in spans if span.trace_id == trace_id]
@@ -150,7 +155,7 @@ def test_one_download_is_one_trace_from_gateway_to_downloader(traced: TracedStac
     assert gateway_lines and gateway_lines[0]["trace_id"] == trace_id
 
 
-def test_a_failed_run_marks_its_span(traced: TracedStack, media: Media) -> None:
+def test_failed_run_span_has_error(traced: TracedStack, media: Media) -> None:
     with traced.gateway.client(timeout=30) as client:
         job = create_job(client, media.url("missing.mp4"))
         assert finish(client, job["id"])["status"] == "failed"
@@ -170,7 +175,7 @@ def test_a_failed_run_marks_its_span(traced: TracedStack, media: Media) -> None:
     assert failed_run.attributes["error.type"] == "source-not-found"
 
 
-def test_an_event_stream_is_one_span_however_many_events(traced: TracedStack, media: Media) -> None:
+def test_event_stream_has_no_event_spans(traced: TracedStack, media: Media) -> None:
     name, gate = media.gated_copy()
     with traced.gateway.client(timeout=30) as client:
         job = create_job(client, media.url(name))
@@ -198,7 +203,7 @@ def test_an_event_stream_is_one_span_however_many_events(traced: TracedStack, me
         assert not [span for span in in_trace if "http send" in span.name or "http receive" in span.name]
 
 
-def test_context_travels_in_headers_of_a_raw_nats_publish(traced: TracedStack, media: Media) -> None:
+def test_raw_nats_publish_keeps_trace(traced: TracedStack, media: Media) -> None:
     """A command published with plain nats-py (a replay, another team's tool) continues the caller's trace."""
     import nats
 
@@ -236,7 +241,7 @@ def test_context_travels_in_headers_of_a_raw_nats_publish(traced: TracedStack, m
     assert consume.attributes["nadzu.job.id"] == str(job.id)
 
 
-def test_tracing_is_off_without_an_endpoint(tmp_path: object) -> None:
+def test_tracing_off_without_endpoint() -> None:
     """No exporter configured: no provider, no headers, no ids in logs, and the span helpers do nothing."""
     script = """
 import json, sys
@@ -260,7 +265,7 @@ print(json.dumps(sorted(headers)))
     assert json.loads(result.stdout) == ["Nats-Msg-Id"]
 
 
-def test_tracing_on_names_the_service_and_injects_headers() -> None:
+def test_tracing_on_names_service() -> None:
     script = """
 import json
 from nadzu_common import tracing
@@ -290,7 +295,7 @@ with tracing.producer_span("downloads.evt.0190c3c0-0000-7000-8000-000000000000")
     assert json.loads(renamed.stdout.splitlines()[0])["service"] == "renamed-by-operator"
 
 
-def test_unknown_protocol_is_a_clear_error() -> None:
+def test_unknown_protocol_rejected() -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
     env.update(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9", OTEL_EXPORTER_OTLP_PROTOCOL="http/json")
     script = "from nadzu_common import tracing; tracing.configure_tracing('probe')"

@@ -34,7 +34,7 @@ _JOB_SUBJECT = re.compile(r"\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0
 
 
 def tracing_enabled() -> bool:
-    """Whether the environment asks for traces (an exporter or an OTLP endpoint, and the SDK not disabled)."""
+    """Return whether the environment requests traces: an exporter or an OTLP endpoint, SDK not disabled."""
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
     exporter = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
@@ -48,12 +48,12 @@ def tracing_enabled() -> bool:
 
 
 def is_active() -> bool:
-    """Whether `configure_tracing` installed a provider in this process."""
+    """Return whether `configure_tracing` installed a provider in this process."""
     return _enabled
 
 
 def configure_tracing(service_name: str) -> bool:
-    """Install a tracer provider and instrument asyncpg, redis and httpx, when the environment asks for it.
+    """Install a tracer provider and instrument asyncpg, redis and httpx, when the environment requests traces.
 
     The sampler comes from `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (read by the SDK), the
     exporter from `OTEL_TRACES_EXPORTER` (`otlp`, the default, or `console`), the protocol from
@@ -136,6 +136,16 @@ def extract_trace_context(headers: Mapping[str, str] | None) -> Any:
     return propagate.extract(dict(headers or {}))
 
 
+def current_traceresponse() -> str | None:
+    """Return the current span as a `traceresponse` header value, or None without a span."""
+    if not _enabled:
+        return None
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
 def subject_template(subject: str) -> str:
     """`downloads.evt.<uuid>` → `downloads.evt.{job_id}`, so span names stay few."""
     return _JOB_SUBJECT.sub(".{job_id}", subject)
@@ -155,7 +165,7 @@ def _messaging_attributes(subject: str, operation: str, extra: Mapping[str, Any]
 
 
 def producer_span(subject: str, **attributes: Any) -> contextlib.AbstractContextManager[Span | None]:
-    """A span around one publish; headers made inside it carry it as the consumer's parent."""
+    """Open a span around one publish. Headers made inside it name it as the consumer's parent."""
     if not _enabled:
         return _NO_SPAN
     return trace.get_tracer(TRACER_NAME).start_as_current_span(
@@ -166,7 +176,7 @@ def producer_span(subject: str, **attributes: Any) -> contextlib.AbstractContext
 
 
 def client_span(subject: str, **attributes: Any) -> contextlib.AbstractContextManager[Span | None]:
-    """A span around one request/reply query sent over core NATS."""
+    """Open a span around one request/reply query sent over core NATS."""
     if not _enabled:
         return _NO_SPAN
     return trace.get_tracer(TRACER_NAME).start_as_current_span(
@@ -179,7 +189,7 @@ def client_span(subject: str, **attributes: Any) -> contextlib.AbstractContextMa
 def consumer_span(
     subject: str, headers: Mapping[str, str] | None, job_id: object = None, **attributes: Any
 ) -> contextlib.AbstractContextManager[Span | None]:
-    """A span for handling one message, child of the span that published it (read from its headers)."""
+    """Open a span for handling one message, as a child of the publish span named in its headers."""
     if not _enabled:
         return _NO_SPAN
     if job_id is not None:
@@ -193,7 +203,7 @@ def consumer_span(
 
 
 def redis_span(command: str, **attributes: Any) -> contextlib.AbstractContextManager[Span | None]:
-    """A client span for a Redis command sent by our own protocol code (redis-py is instrumented already)."""
+    """Open a client span for a Redis command sent by our own protocol code (redis-py has its own)."""
     if not _enabled:
         return _NO_SPAN
     return trace.get_tracer(TRACER_NAME).start_as_current_span(
@@ -204,7 +214,7 @@ def redis_span(command: str, **attributes: Any) -> contextlib.AbstractContextMan
 
 
 def internal_span(name: str, **attributes: Any) -> contextlib.AbstractContextManager[Span | None]:
-    """A span for one step inside a service (a yt-dlp run, a GitHub query)."""
+    """Open a span for one step inside a service (a yt-dlp run, a GitHub query)."""
     if not _enabled:
         return _NO_SPAN
     return trace.get_tracer(TRACER_NAME).start_as_current_span(

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nadzu_common.logging import bound_context
+from nadzu_common.tracing import current_traceresponse
 
 from .problems import PROBLEM_CONTENT_TYPE, TYPE_PREFIX
 
@@ -67,7 +68,11 @@ async def send_problem(
 
 
 class RequestIdMiddleware:
-    """Echo a sane `X-Request-Id` or generate one; bind it to the logging context of the request."""
+    """Echo a sane `X-Request-Id` or generate one; bind it to the logging context of the request.
+
+    With tracing on, the response also carries `traceresponse` (W3C Trace Context level 2) with the id of
+    the request's trace, so a client can look the request up in the tracing dashboard.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -81,13 +86,14 @@ class RequestIdMiddleware:
         text = sent.decode("latin-1") if sent else ""
         request_id = text if _SANE_REQUEST_ID.match(text) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
-        encoded = request_id.encode()
+        added = [(b"x-request-id", request_id.encode())]
+        traceresponse = current_traceresponse()
+        if traceresponse is not None:
+            added.append((b"traceresponse", traceresponse.encode()))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", encoded))
-                message["headers"] = headers
+                message["headers"] = [*message.get("headers", []), *added]
             await send(message)
 
         with bound_context(request_id=request_id):
