@@ -53,7 +53,7 @@ def is_active() -> bool:
 
 
 def configure_tracing(service_name: str) -> bool:
-    """Install a tracer provider and instrument asyncpg, redis and httpx, when the environment requests traces.
+    """Install a tracer provider and instrument asyncpg, redis and httpx when the environment requests it.
 
     The sampler comes from `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (read by the SDK), the
     exporter from `OTEL_TRACES_EXPORTER` (`otlp`, the default, or `console`), the protocol from
