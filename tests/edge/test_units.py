@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from datetime import UTC, datetime
@@ -11,9 +12,12 @@ import pytest
 from pydantic import ValidationError
 
 from nadzu_common.auth import ApiKeyInfo, Scope
+from nadzu_common.ids import new_id
+from nadzu_common.messages import JobState, JobStatus
 from nadzu_gateway.callers import Caller
 from nadzu_gateway.clientip import ClientAddressResolver, address_group
 from nadzu_gateway.cors import CorsMiddleware
+from nadzu_gateway.jobs import JobDirectory
 from nadzu_gateway.keycache import KeyCache
 from nadzu_gateway.ratelimit import Decision, Policy, PolicyState
 from nadzu_gateway.settings import GatewaySettings, Rate
@@ -163,3 +167,38 @@ async def test_cors_wildcard_never_echoes_origin() -> None:
 async def test_cors_disabled_adds_nothing() -> None:
     headers = await _cors_response([], "https://app.example.com")
     assert headers == {}
+
+
+def test_job_directory_active_counts_follow_events() -> None:
+    """The per-owner active count matches a scan of every job after any order of events."""
+    directory = JobDirectory(js=None)  # type: ignore[arg-type]  # record() never touches the stream
+    owners = ["alice", "bob", "carol"]
+    jobs = [
+        JobState(
+            id=new_id(),
+            url="http://127.0.0.1:9/a.mp4",
+            format="video",
+            owner=owners[number % 3],
+            status=JobStatus.QUEUED,
+            created_at=datetime.now(UTC),
+        )
+        for number in range(30)
+    ]
+    randomness = random.Random(7)
+    events = []
+    for sequence in range(1, 400):
+        job = randomness.choice(jobs)
+        events.append((sequence, job.model_copy(update={"status": randomness.choice(list(JobStatus))})))
+    # Deliveries come out of order too (a direct read records a newer event before the subscription).
+    randomness.shuffle(events)
+
+    for sequence, job in events:
+        directory.record(sequence, job)
+
+    latest: dict[object, tuple[int, JobState]] = {}
+    for sequence, job in events:
+        if job.id not in latest or latest[job.id][0] < sequence:
+            latest[job.id] = (sequence, job)
+    for owner in [*owners, "nobody"]:
+        expected = sum(1 for _, job in latest.values() if job.owner == owner and job.status.is_active)
+        assert directory.count_active(owner) == expected, owner

@@ -6,7 +6,7 @@ dependencies turn a missing credential into 401 with `WWW-Authenticate`, and a m
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -63,10 +63,14 @@ def require_authenticated(request: Request) -> Caller:
     return caller
 
 
-def require_scope(scope: Scope) -> Callable[[Request], Caller]:
-    """Build a dependency that returns the caller when it is authenticated and has `scope`."""
+def require_scope(scope: Scope) -> Callable[[Request], Awaitable[Caller]]:
+    """Build a dependency that returns the caller when it is authenticated and has `scope`.
 
-    def dependency(request: Request) -> Caller:
+    The dependency is a coroutine function although it never awaits, because FastAPI runs a plain
+    function in its thread pool: a thread hop on every request for a check that never blocks.
+    """
+
+    async def dependency(request: Request) -> Caller:
         caller = require_authenticated(request)
         if not caller.has_scope(scope):
             raise missing_scope(scope)

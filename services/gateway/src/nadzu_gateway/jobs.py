@@ -9,6 +9,7 @@ backlogged.
 from __future__ import annotations
 
 import asyncio
+import collections
 import uuid
 from dataclasses import dataclass
 
@@ -37,6 +38,9 @@ class JobDirectory:
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
         self._entries: dict[uuid.UUID, JobEntry] = {}
+        # Active jobs per owner, kept in step with `_entries`: the per-caller cap is checked on every
+        # enqueue, and counting by a scan would cost time in proportion to every retained job.
+        self._active_by_owner: collections.Counter[str] = collections.Counter()
         self._subscription: JetStreamContext.PushSubscription | None = None
         self.caught_up = asyncio.Event()
 
@@ -78,8 +82,15 @@ class JobDirectory:
     def record(self, sequence: int, job: JobState) -> None:
         """Keep `job` unless a later event of the same job is already known."""
         current = self._entries.get(job.id)
-        if current is None or current.sequence < sequence:
-            self._entries[job.id] = JobEntry(sequence, job)
+        if current is not None and current.sequence >= sequence:
+            return
+        if current is not None and current.job.status.is_active:
+            self._active_by_owner[current.job.owner] -= 1
+            if self._active_by_owner[current.job.owner] <= 0:
+                del self._active_by_owner[current.job.owner]
+        if job.status.is_active:
+            self._active_by_owner[job.owner] += 1
+        self._entries[job.id] = JobEntry(sequence, job)
 
     async def get(self, job_id: uuid.UUID) -> JobEntry | None:
         """Return a job's latest state, read from the stream so it is never behind this replica's events.
@@ -114,6 +125,4 @@ class JobDirectory:
         return page, next_cursor
 
     def count_active(self, owner: str) -> int:
-        return sum(
-            1 for entry in self._entries.values() if entry.job.owner == owner and entry.job.status.is_active
-        )
+        return self._active_by_owner[owner]
