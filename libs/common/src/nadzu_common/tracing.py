@@ -27,6 +27,8 @@ TRACER_NAME = "nadzu"
 JOB_ID = "nadzu.job.id"
 
 _enabled = False
+# Fetched once: `get_tracer` builds a new tracer and scope object on every call.
+_tracer: trace.Tracer = trace.NoOpTracer()
 _NO_SPAN = contextlib.nullcontext(None)
 
 # A job's event subject ends in its id; span names use the template so a dashboard groups them.
@@ -61,7 +63,7 @@ def configure_tracing(service_name: str) -> bool:
     `grpc`), and the service name from `OTEL_SERVICE_NAME` or else `service_name`. Returns whether tracing
     is on.
     """
-    global _enabled
+    global _enabled, _tracer
     if _enabled or not tracing_enabled():
         return _enabled
 
@@ -77,6 +79,7 @@ def configure_tracing(service_name: str) -> bool:
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(_span_exporter()))
     trace.set_tracer_provider(provider)
+    _tracer = provider.get_tracer(TRACER_NAME)
     _instrument_libraries()
     _enabled = True
     return True
@@ -168,7 +171,7 @@ def producer_span(subject: str, **attributes: Any) -> contextlib.AbstractContext
     """Open a span around one publish. Headers made inside it name it as the consumer's parent."""
     if not _enabled:
         return _NO_SPAN
-    return trace.get_tracer(TRACER_NAME).start_as_current_span(
+    return _tracer.start_as_current_span(
         f"publish {subject_template(subject)}",
         kind=SpanKind.PRODUCER,
         attributes=_messaging_attributes(subject, "publish", attributes),
@@ -179,7 +182,7 @@ def client_span(subject: str, **attributes: Any) -> contextlib.AbstractContextMa
     """Open a span around one request/reply query sent over core NATS."""
     if not _enabled:
         return _NO_SPAN
-    return trace.get_tracer(TRACER_NAME).start_as_current_span(
+    return _tracer.start_as_current_span(
         f"send {subject_template(subject)}",
         kind=SpanKind.CLIENT,
         attributes=_messaging_attributes(subject, "send", attributes),
@@ -194,7 +197,7 @@ def consumer_span(
         return _NO_SPAN
     if job_id is not None:
         attributes[JOB_ID] = str(job_id)
-    return trace.get_tracer(TRACER_NAME).start_as_current_span(
+    return _tracer.start_as_current_span(
         f"process {subject_template(subject)}",
         context=extract_trace_context(headers),
         kind=SpanKind.CONSUMER,
@@ -206,7 +209,7 @@ def redis_span(command: str, **attributes: Any) -> contextlib.AbstractContextMan
     """Open a client span for a Redis command sent by our own protocol code (redis-py has its own)."""
     if not _enabled:
         return _NO_SPAN
-    return trace.get_tracer(TRACER_NAME).start_as_current_span(
+    return _tracer.start_as_current_span(
         command,
         kind=SpanKind.CLIENT,
         attributes={"db.system.name": "redis", "db.operation.name": command, **attributes},
@@ -217,7 +220,7 @@ def internal_span(name: str, **attributes: Any) -> contextlib.AbstractContextMan
     """Open a span for one step inside a service (a yt-dlp run, a GitHub query)."""
     if not _enabled:
         return _NO_SPAN
-    return trace.get_tracer(TRACER_NAME).start_as_current_span(
+    return _tracer.start_as_current_span(
         name, attributes={key: value for key, value in attributes.items() if value is not None}
     )
 
