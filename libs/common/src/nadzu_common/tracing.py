@@ -231,3 +231,27 @@ def mark_failed(span: Span | None, code: str, message: str) -> None:
         return
     span.set_attribute("error.type", code)
     span.set_status(Status(StatusCode.ERROR, message))
+
+
+def faststream_telemetry() -> Any:
+    """Build FastStream's tracing middleware for a NATS broker, with reply spans under one name.
+
+    FastStream names a publish span after its subject, and a reply goes to a random `_INBOX.…` subject, so
+    every reply would be an operation of its own in the dashboard. Replies are named `(reply) publish`.
+    """
+    from faststream.nats.opentelemetry import provider as nats_provider
+    from faststream.opentelemetry.middleware import TelemetryMiddleware
+
+    class ReplyNamingProvider(nats_provider.NatsTelemetrySettingsProvider):
+        def get_publish_destination_name(self, cmd: Any) -> str:
+            destination = str(cmd.destination)
+            return "(reply)" if destination.startswith("_INBOX.") else subject_template(destination)
+
+    single = ReplyNamingProvider()
+
+    def settings_provider(message: Any) -> Any:
+        if isinstance(message, list | tuple):
+            return nats_provider.NatsBatchTelemetrySettingsProvider()
+        return single
+
+    return TelemetryMiddleware(settings_provider_factory=settings_provider)

@@ -15,6 +15,7 @@ from nats.js.errors import NotFoundError
 from nadzu_common.auth import AuthSubjects, KeyRevoked, TokenSigner
 from nadzu_common.bus import AUTH_EVENTS_STREAM, encode, message_headers
 from nadzu_common.logging import get_logger
+from nadzu_common.tracing import faststream_telemetry
 from nadzu_common.tracing import is_active as tracing_active
 
 from .captcha import CaptchaConfig, CaptchaVerifier
@@ -83,9 +84,7 @@ def revocation_publisher(broker: NatsBroker) -> PublishRevoked:
 def _make_broker(settings: AuthSettings) -> NatsBroker:
     middlewares = []
     if tracing_active():
-        from faststream.nats.opentelemetry import NatsTelemetryMiddleware
-
-        middlewares.append(NatsTelemetryMiddleware())
+        middlewares.append(faststream_telemetry())
 
     return NatsBroker(
         settings.nats_servers,

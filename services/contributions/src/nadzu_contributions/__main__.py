@@ -8,13 +8,12 @@ from typing import Any
 import httpx
 import redis.asyncio as redis
 from faststream import FastStream
-from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from faststream.nats.prometheus import NatsPrometheusMiddleware
 from prometheus_client import REGISTRY, start_http_server
 
 from nadzu_common.logging import configure_logging, get_logger
 from nadzu_common.settings import load_settings
-from nadzu_common.tracing import configure_tracing, is_active, shutdown_tracing
+from nadzu_common.tracing import configure_tracing, faststream_telemetry, is_active, shutdown_tracing
 
 from .github import GitHubClient
 from .handlers import create_broker
@@ -44,7 +43,7 @@ async def run(settings: ContributionsSettings) -> None:
 
     middlewares: list[Any] = [NatsPrometheusMiddleware(registry=REGISTRY, app_name="contributions")]
     if is_active():
-        middlewares.append(NatsTelemetryMiddleware())
+        middlewares.append(faststream_telemetry())
     broker = create_broker(settings, service, middlewares)
     app = FastStream(broker)
 
