@@ -65,6 +65,9 @@ def test_contributions_query_is_one_trace(receiver: OtlpReceiver, traced_stack: 
         span for span in spans if span.service == "nadzu-contributions" and span.kind == "consumer"
     )
     assert consume.parent_span_id == query.span_id
+    # Replies go to random inbox subjects; naming spans after them would make an operation per request.
+    replies = [span for span in spans if span.service == "nadzu-contributions" and span.kind == "producer"]
+    assert [span.name for span in replies] == ["(reply) publish"]
 
     # The GitHub query, its HTTP request and the cache calls all descend from the consume span.
     assert github.attributes["github.login"] == "Octo-Cat"
