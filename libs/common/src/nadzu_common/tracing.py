@@ -255,3 +255,12 @@ def faststream_telemetry() -> Any:
         return single
 
     return TelemetryMiddleware(settings_provider_factory=settings_provider)
+
+
+def untraced() -> contextlib.AbstractContextManager[object]:
+    """Suppress library spans inside the block, for periodic calls that would drown a long trace."""
+    if not _enabled:
+        return _NO_SPAN
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    return suppress_instrumentation()

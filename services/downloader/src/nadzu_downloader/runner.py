@@ -33,7 +33,7 @@ from nadzu_common.messages import (
     JobStatus,
     Progress,
 )
-from nadzu_common.tracing import JOB_ID, consumer_span, internal_span, mark_failed, producer_span
+from nadzu_common.tracing import JOB_ID, consumer_span, internal_span, mark_failed, producer_span, untraced
 
 from .egress import EgressGuard
 from .errors import DownloaderError, JobCancelled, PermanentError, TransientError
@@ -226,7 +226,10 @@ class JobRunner:
             await asyncio.sleep(self.settings.heartbeat_seconds)
             try:
                 await message.in_progress()
-                if await self.store.is_cancel_requested(job_id):
+                # One query per beat for hours would bury the job's trace in identical spans.
+                with untraced():
+                    cancel_requested = await self.store.is_cancel_requested(job_id)
+                if cancel_requested:
                     running = self.running.get(job_id)
                     if running is not None:
                         running.stop("cancel")
