@@ -33,7 +33,8 @@ MSG_ID: dict[str, Any] = {
     MSG_ID_HEADER: {
         "type": "string",
         "description": "JetStream de-duplication id, `<job_id>:<command or event>` (for example "
-        "`<job_id>:enqueue`, `<job_id>:completed`, `<key_id>:key-revoked`); progress events have none",
+        "`<job_id>:enqueue`, `<job_id>:completed`, `<key_id>:key-revoked`); progress events and the event "
+        "that puts a retried job back to `queued` have none",
     }
 }
 # Extra headers of a dead letter, set by the downloader when it gives up on a command.
