@@ -42,7 +42,8 @@ for de-duplication; every message may carry `X-Request-Id` and W3C `traceparent`
 docs/events.md explains how to follow jobs."""
 
 
-def _json(document: dict[str, Any]) -> str:
+def render_json(document: dict[str, Any]) -> str:
+    """Serialize a document as it is checked in: indented, UTF-8, with a final newline."""
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -97,7 +98,7 @@ def build_asyncapi() -> dict[str, Any]:
 
 def rendered_documents() -> dict[Path, str]:
     """Return each document path with the text it should contain."""
-    return {OPENAPI_PATH: _json(build_openapi()), ASYNCAPI_PATH: _json(build_asyncapi())}
+    return {OPENAPI_PATH: render_json(build_openapi()), ASYNCAPI_PATH: render_json(build_asyncapi())}
 
 
 def main(argv: list[str] | None = None) -> int:

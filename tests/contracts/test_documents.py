@@ -44,7 +44,7 @@ def asyncapi() -> dict[str, Any]:
 
 
 def _assert_current(path: Path, document: dict[str, Any]) -> None:
-    expected = contracts._json(document)
+    expected = contracts.render_json(document)
     current = path.read_text() if path.exists() else ""
     assert current == expected, (
         f"{path.relative_to(ROOT)} is out of date with the code; run `{contracts.REGENERATE_COMMAND}` "
@@ -75,7 +75,7 @@ def test_check_mode_fails_on_stale_copy(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_generation_ignores_hash_seed() -> None:
-    # String hashing changes set order between processes; the documents must not depend on it.
+    # Set order follows string hashing, which differs between processes unless PYTHONHASHSEED is fixed.
     for seed in ("0", "4242"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
         result = subprocess.run(
@@ -99,7 +99,7 @@ def test_openapi_lists_every_route(openapi: dict[str, Any]) -> None:
 
     app = create_app(GatewaySettings(_env_file=None, session_secret=contracts.DOCUMENT_ONLY_SECRET))
     served: set[tuple[str, str]] = set()
-    # FastAPI 0.165 keeps included routers as one entry each; this walks into them.
+    # FastAPI 0.165 keeps each included router as one entry, and this walks into them.
     for route in iter_route_contexts(app.routes):
         if route.path in DOCUMENTATION_ROUTES:
             continue
@@ -201,6 +201,12 @@ def test_operation_lists_problem(
 ) -> None:
     problems = _operation_problems(openapi["paths"][path][method])
     assert slug in problems.get(status, set()), f"{method.upper()} {path}: {problems}"
+
+
+def test_me_needs_no_scope(openapi: dict[str, Any]) -> None:
+    problems = _operation_problems(openapi["paths"]["/api/v1/auth/me"]["get"])
+    assert "authentication-required" in problems["401"]
+    assert "403" not in problems
 
 
 def test_health_needs_no_credentials(openapi: dict[str, Any]) -> None:
@@ -323,6 +329,7 @@ def test_asyncapi_payloads_are_the_models(asyncapi: dict[str, Any]) -> None:
     assert payload(Subjects.DOWNLOAD_HEALTH) == {"HealthQuery"}
     job_event = asyncapi["components"]["schemas"]["JobEvent"]
     assert job_event["properties"]["v"]["const"] == 1
+    assert "version `v` 1" in asyncapi["components"]["messages"]["JobEvent"]["description"]
 
 
 def test_asyncapi_headers(asyncapi: dict[str, Any]) -> None:

@@ -43,7 +43,7 @@ DEAD_LETTER_HEADERS: dict[str, Any] = {
     "Nadzu-Attempts": {"type": "string", "description": "deliveries made before giving up"},
 }
 KIND_DESCRIPTIONS = {
-    "cmd": "JetStream command: stored until one downloader replica acknowledges it",
+    "cmd": "JetStream command: stored until one consumer replica acknowledges it",
     "ctl": "core NATS broadcast: every replica receives it, nothing is stored",
     "evt": "JetStream event: stored with bounded history, any number of subscribers",
     "dlq": "JetStream dead letter: kept for operators, nothing consumes it",
@@ -132,6 +132,12 @@ class _Document:
             description = self.schemas[payload_name].get("description")
             if description:
                 message["summary"] = description.split("\n")[0]
+            version = self.schemas[payload_name].get("properties", {}).get("v", {}).get("const")
+            if version is not None:
+                message["description"] = (
+                    f"Payload schema version `v` {version}. Consumers ignore unknown fields and reject "
+                    "unknown versions (docs/events.md has the compatibility rules)."
+                )
             message["contentType"] = "application/json"
             message["headers"] = message_headers_schema(address)
             message["payload"] = {"$ref": SCHEMAS_REF + payload_name}
@@ -219,7 +225,7 @@ def _add_subscriber(document: _Document, service: str, subscriber: Any) -> None:
         }
         queue = spec.bindings.nats.queue if spec.bindings and spec.bindings.nats else None
         if queue:
-            operation["bindings"] = {"nats": {"queue": queue}}
+            operation["bindings"] = {"nats": {"queue": queue, "bindingVersion": "0.1.0"}}
 
         for call in subscriber.calls:
             # NOTE: `_declared_call` is FastStream 0.7.8's private name for the decorated function.

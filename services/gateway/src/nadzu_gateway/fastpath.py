@@ -20,7 +20,7 @@ from .middleware import send_problem
 
 HEALTH_PATH = "/health"
 ME_PATH = "/api/v1/auth/me"
-# The paths this middleware answers for GET; their FastAPI routes exist only for the OpenAPI document.
+# Paths this middleware serves for GET. Their FastAPI routes exist only for the OpenAPI document.
 FAST_PATHS = (HEALTH_PATH, ME_PATH)
 HEALTH_BODY = b'{"status":"ok"}'
 

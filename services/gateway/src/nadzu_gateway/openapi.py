@@ -41,6 +41,8 @@ SECURITY_SCHEMES = {
 # Paths whose operations need credentials. `POST /api/v1/auth/session` and the anonymous endpoints
 # accept them optionally: a key there only changes the caller's rate-limit tier.
 SECURED_PREFIXES = ("/api/v1/downloads", "/api/v1/auth/me", "/api/v1/auth/keys")
+# Paths whose operations also need a scope (`downloads` or `admin`), so a valid caller may get 403.
+SCOPED_PREFIXES = ("/api/v1/downloads", "/api/v1/auth/keys")
 # Operations that also accept a signed job link instead of credentials.
 LINK_PATHS = ("/api/v1/downloads/{job_id}/events", "/api/v1/downloads/{job_id}/file")
 LINK_EXPIRY_PARAMETER = {
@@ -67,7 +69,8 @@ EDGE_PROBLEMS = (
     "service-unavailable",
     "internal-error",
 )
-SECURED_PROBLEMS = ("authentication-required", "forbidden")
+SECURED_PROBLEMS = ("authentication-required",)
+SCOPED_PROBLEMS = ("forbidden",)
 LINK_PROBLEMS = ("invalid-link", "link-expired")
 BODY_PROBLEMS = ("malformed-json", "payload-too-large", "unsupported-media-type", "validation-failed")
 
@@ -192,6 +195,8 @@ def _complete_operation(path: str, method: str, operation: dict[str, Any], examp
         slugs += SECURED_PROBLEMS
     else:
         operation["security"] = [{}, *CREDENTIALS]
+    if path.startswith(SCOPED_PREFIXES):
+        slugs += SCOPED_PROBLEMS
 
     responses: dict[str, Any] = operation.setdefault("responses", {})
     # FastAPI adds a 422 to every operation with parameters; only bodies and query strings are validated.

@@ -120,7 +120,7 @@ class ServiceInfo(BaseModel):
     api: str = Field(examples=["/api/v1"])
     docs: str = Field(examples=["/docs"])
     yt_dlp_version: str | None = Field(
-        description="yt-dlp version of the downloaders; null until one has replied", examples=["2026.11.23"]
+        description="yt-dlp version of the downloaders, null until one has replied", examples=["2026.11.23"]
     )
 
 
@@ -208,8 +208,8 @@ class CallerOut(BaseModel):
     scopes: list[str]
     limits: CallerLimits
     key_id: uuid.UUID | None = Field(default=None, description="present for API keys")
-    name: str | None = Field(default=None, description="the key's name; present for API keys")
-    expires_at: int | None = Field(default=None, description="Unix time; present when the credential expires")
+    name: str | None = Field(default=None, description="the key's name, present for API keys")
+    expires_at: int | None = Field(default=None, description="Unix time, present when the credential expires")
 
 
 class ProblemFieldError(BaseModel):
@@ -221,7 +221,7 @@ class ProblemFieldError(BaseModel):
 class ProblemDetails(BaseModel):
     """An RFC 9457 problem details body, sent as `application/problem+json`."""
 
-    type: str = Field(description="`urn:nadzu:problem:<slug>`; clients branch on this, never on `detail`")
+    type: str = Field(description="`urn:nadzu:problem:<slug>`. Clients branch on this, never on `detail`.")
     title: str
     status: int
     detail: str

@@ -173,10 +173,8 @@ def _key_to_public(info: ApiKeyInfo) -> dict[str, Any]:
 
 @router.get("/me", responses={200: {"model": CallerOut}})
 async def me(request: Request) -> JSONResponse:
-    """The calling key or session: kind, tier, scopes and limits (windows in seconds).
-
-    `FastPathMiddleware` serves this path before the router; this route documents it.
-    """
+    """The calling key or session: kind, tier, scopes and limits (windows in seconds)."""
+    # `FastPathMiddleware` serves this path before the router; this route documents it.
     caller = require_authenticated(request)
     return JSONResponse(describe_caller(request.app.state.edge, caller))
 

@@ -39,7 +39,7 @@ HEALTH_TIMEOUT_SECONDS = 1.5
 SERVICE_NAME = "contributions service"
 UNAVAILABLE_RETRY_AFTER = 5
 
-# Problems both endpoints share; each adds the one about its own way of naming the user.
+# Problems both endpoints share. Each endpoint adds the one about how it names the user.
 _SERVICE_PROBLEMS = (
     "invalid-date-range",
     "user-not-found",

@@ -213,7 +213,13 @@ async def create_download(
     request: Request,
     body: DownloadCreate,
     caller: Annotated[Caller, Depends(require_downloads)],
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="makes retries safe: the same key and body return the same job for 24 hours",
+        ),
+    ] = None,
 ) -> Response:
     settings = request.app.state.settings
     url = validate_download_url(body.url, settings.downloader_allow_private_urls)
@@ -379,7 +385,14 @@ async def get_download(request: Request, job_id: str) -> JSONResponse:
 async def download_events(
     request: Request,
     job_id: str,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="the `id` of the last event received: the stream resumes after it, without a "
+            "snapshot",
+        ),
+    ] = None,
 ) -> Response:
     """Follow a job's events; works with credentials or with the job's signed `events_url` alone."""
     via_link = _link_or_caller(request, job_id)
@@ -442,7 +455,6 @@ class _ReleasingResponse(Response):
     response_class=Response,
     responses=FILE_RESPONSES,
     openapi_extra=FILE_OPENAPI,
-    operation_id="head_download_file",
 )
 async def download_file(request: Request, job_id: str) -> Response:
     """Fetch a completed job's file; works with credentials or with the job's signed `file_url` alone."""

@@ -40,7 +40,8 @@ async def root(request: Request) -> dict[str, Any]:
 
 @router.get("/health", tags=["service"], response_model=None, responses={200: {"model": Liveness}})
 async def health() -> dict[str, str]:
-    """Liveness. `FastPathMiddleware` serves this path before the router; this route documents it."""
+    """Liveness: 200 while the process serves requests. It calls no dependency."""
+    # `FastPathMiddleware` serves this path before the router; this route documents it.
     return {"status": "ok"}
 
 
