@@ -105,7 +105,7 @@ def test_openapi_lists_every_route(openapi: dict[str, Any]) -> None:
         if route.path in DOCUMENTATION_ROUTES:
             continue
         if isinstance(route.original_route, Mount):
-            # A mounted ASGI app (a metrics exporter, say) answers GET at least.
+            # A mounted ASGI app, such as a metrics exporter, serves GET at least.
             served.add((route.path, "get"))
         for method in route.methods or ():
             served.add((route.path, method.lower()))
