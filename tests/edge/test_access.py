@@ -203,10 +203,11 @@ def test_link_signature_expires(http: httpx.Client, new_key: Any, edge_stack: St
 
 def test_openapi_describes_credentials(http: httpx.Client) -> None:
     schema = http.get("/openapi.json", headers=_anonymous()).json()
-    assert set(schema["components"]["securitySchemes"]) == {"ApiKey", "Bearer"}
+    assert set(schema["components"]["securitySchemes"]) == {"ApiKey", "Bearer", "JobLink"}
     assert schema["paths"]["/api/v1/auth/me"]["get"]["security"] == [{"ApiKey": []}, {"Bearer": []}]
     assert schema["paths"]["/api/v1/downloads"]["post"]["security"] == [{"ApiKey": []}, {"Bearer": []}]
-    assert "security" not in schema["paths"]["/api/v1/auth/session"]["post"]
+    # Open to anyone: `{}` makes credentials optional.
+    assert schema["paths"]["/api/v1/auth/session"]["post"]["security"][0] == {}
 
 
 def test_readiness_checks_auth(http: httpx.Client) -> None:

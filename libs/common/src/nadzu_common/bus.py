@@ -30,6 +30,9 @@ from .logging import get_logger
 log = get_logger(__name__)
 
 DAY = 24 * 3600
+# Header names that `message_headers` sets on published messages.
+MSG_ID_HEADER = "Nats-Msg-Id"
+REQUEST_ID_HEADER = "X-Request-Id"
 
 
 class Subjects:
@@ -198,9 +201,9 @@ def message_headers(
     """Headers for a published message: de-duplication id, request id and trace context."""
     headers: dict[str, str] = {}
     if msg_id:
-        headers["Nats-Msg-Id"] = msg_id
+        headers[MSG_ID_HEADER] = msg_id
     if request_id:
-        headers["X-Request-Id"] = request_id
+        headers[REQUEST_ID_HEADER] = request_id
 
     from .tracing import inject_trace_context
 

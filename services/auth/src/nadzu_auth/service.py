@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import nats.errors
 from faststream.nats import NatsBroker
+from faststream.nats.publisher.usecase import LogicPublisher
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -58,16 +59,25 @@ async def ensure_auth_stream(js: JetStreamContext, replicas: int) -> None:
         await js.update_stream(config)
 
 
-def revocation_publisher(broker: NatsBroker) -> PublishRevoked:
+def declare_revocation_publisher(broker: NatsBroker) -> LogicPublisher:
+    """Declare the `auth.evt.key-revoked` publisher, so the broker's AsyncAPI document lists it."""
+    return broker.publisher(
+        AuthSubjects.KEY_REVOKED,
+        schema=KeyRevoked,
+        title=f"auth:{AuthSubjects.KEY_REVOKED}",
+        description="A key was revoked, so every gateway replica drops it from its cache.",
+    )
+
+
+def revocation_publisher(publisher: LogicPublisher) -> PublishRevoked:
     """Return the function that publishes `auth.evt.key-revoked` to JetStream and waits for its ack."""
 
     async def publish(event: KeyRevoked, request_id: str | None) -> None:
         # The message id de-duplicates a repeated revocation inside the stream's duplicate window.
         headers = message_headers(msg_id=f"{event.key_id}:key-revoked", request_id=request_id)
         try:
-            await broker.publish(
+            await publisher.publish(
                 encode(event),
-                AuthSubjects.KEY_REVOKED,
                 headers=headers,
                 stream=AUTH_EVENTS_STREAM.name,
                 timeout=_PUBLISH_TIMEOUT_SECONDS,
@@ -81,7 +91,7 @@ def revocation_publisher(broker: NatsBroker) -> PublishRevoked:
     return publish
 
 
-def _make_broker(settings: AuthSettings) -> NatsBroker:
+def make_broker(settings: AuthSettings) -> NatsBroker:
     middlewares = []
     if tracing_active():
         middlewares.append(faststream_telemetry())
@@ -114,13 +124,14 @@ async def running_service(settings: AuthSettings) -> AsyncIterator[AuthService]:
         stack.push_async_callback(storage.close)
         await storage.migrate()
 
-        broker = _make_broker(settings)
+        broker = make_broker(settings)
+        revocations = declare_revocation_publisher(broker)
         await broker.connect()
         stack.push_async_callback(broker.stop)
         await ensure_auth_stream(broker.config.connection_state.stream, settings.nats_stream_replicas)
 
         last_used = LastUsedRecorder(storage, settings.auth_last_used_flush_seconds)
-        keys = KeyService(storage, last_used, revocation_publisher(broker))
+        keys = KeyService(storage, last_used, revocation_publisher(revocations))
         if settings.admin_api_key is not None:
             await keys.ensure_bootstrap_key(settings.admin_api_key.get_secret_value())
         else:

@@ -88,6 +88,8 @@ def create_app(settings: DownloaderSettings) -> FastStream:
         config=control_consumer_config(CANCEL_CONSUMER, Subjects.DOWNLOAD_CANCEL),
         pull_sub=PullSub(batch_size=10),
         ack_policy=HandlerAckPolicy.NACK_ON_ERROR,
+        title=Subjects.DOWNLOAD_CANCEL,
+        description="Cancel a job: at once when it has not started, else through the replica running it.",
     )
     async def on_cancel(command: CancelDownload, message: NatsMessage) -> None:
         with consumer_span(message.raw_message.subject, message.headers, job_id=command.job.id):
@@ -100,24 +102,40 @@ def create_app(settings: DownloaderSettings) -> FastStream:
         config=control_consumer_config(RELEASE_CONSUMER, Subjects.DOWNLOAD_RELEASE),
         pull_sub=PullSub(batch_size=10),
         ack_policy=HandlerAckPolicy.NACK_ON_ERROR,
+        title=Subjects.DOWNLOAD_RELEASE,
+        description="Delete a completed job's file and mark the job expired.",
     )
     async def on_release(command: ReleaseDownload, message: NatsMessage) -> None:
         with consumer_span(message.raw_message.subject, message.headers, job_id=command.job_id):
             await runner().release(command.job_id)
 
     # Core NATS without a queue group, so every replica receives every cancel signal.
-    @broker.subscriber(Subjects.DOWNLOAD_CANCEL_SIGNAL)
+    @broker.subscriber(
+        Subjects.DOWNLOAD_CANCEL_SIGNAL,
+        title=Subjects.DOWNLOAD_CANCEL_SIGNAL,
+        description="Stop the job if this replica runs it.",
+    )
     async def on_cancel_signal(signal: CancelSignal, message: NatsMessage) -> None:
         with consumer_span(Subjects.DOWNLOAD_CANCEL_SIGNAL, message.headers, job_id=signal.job_id):
             if runner().stop_local(signal.job_id, "cancel"):
                 log.info("downloader.cancel_signal", job_id=str(signal.job_id))
 
-    @broker.subscriber(Subjects.DOWNLOAD_SITES, queue=SERVICE_QUEUE)
-    async def on_sites(_: SupportedSitesQuery) -> SupportedSitesReply:
+    @broker.subscriber(
+        Subjects.DOWNLOAD_SITES,
+        queue=SERVICE_QUEUE,
+        title=Subjects.DOWNLOAD_SITES,
+        description="The extractors of the installed yt-dlp, and its version.",
+    )
+    async def on_sites(query: SupportedSitesQuery) -> SupportedSitesReply:
         return await asyncio.to_thread(supported_sites)
 
-    @broker.subscriber(Subjects.DOWNLOAD_HEALTH, queue=SERVICE_QUEUE)
-    async def on_health(_: HealthQuery) -> HealthReply:
+    @broker.subscriber(
+        Subjects.DOWNLOAD_HEALTH,
+        queue=SERVICE_QUEUE,
+        title=Subjects.DOWNLOAD_HEALTH,
+        description="Readiness of one downloader replica: database, egress proxy and free disk space.",
+    )
+    async def on_health(query: HealthQuery) -> HealthReply:
         checks: dict[str, str] = {}
         try:
             await asyncio.wait_for(runner().store.ping(), 2)

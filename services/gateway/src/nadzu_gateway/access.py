@@ -7,24 +7,14 @@ dependencies turn a missing credential into 401 with `WWW-Authenticate`, and a m
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.openapi.utils import get_openapi
+from fastapi import Request
 
 from nadzu_common.auth import Scope, TokenError, TokenExpired, TokenSigner
 
 from .callers import Caller
 from .problems import Problem
 
-# Security schemes of the OpenAPI document. They are not FastAPI dependencies, because the middleware
-# reads the headers itself and a dependency per scheme would double the cost of a small request.
-SECURITY_SCHEMES = {
-    "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "an API key"},
-    "Bearer": {"type": "http", "scheme": "bearer", "description": "an API key or a session token"},
-}
-# Paths whose operations accept credentials; `POST /api/v1/auth/session` is open to anyone.
-SECURED_PREFIXES = ("/api/v1/downloads", "/api/v1/auth/me", "/api/v1/auth/keys")
 CHALLENGE = 'Bearer realm="nadzu"'
 
 
@@ -107,22 +97,3 @@ def job_link_grants(request: Request, signer: TokenSigner, job_id: str) -> bool:
             headers={"WWW-Authenticate": CHALLENGE},
         ) from None
     return True
-
-
-def install_openapi_security(app: FastAPI) -> None:
-    """Describe the credential headers in the generated OpenAPI document."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes
-            )
-            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
-            for path, operations in schema.get("paths", {}).items():
-                if path.startswith(SECURED_PREFIXES):
-                    for operation in operations.values():
-                        operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

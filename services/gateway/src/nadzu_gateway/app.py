@@ -19,13 +19,13 @@ from nadzu_common.logging import get_logger
 from nadzu_common.tracing import is_active as tracing_active
 
 from . import __version__
-from .access import install_openapi_security
 from .cors import CorsMiddleware
 from .edge import Edge, EdgeMiddleware
 from .fastpath import FastPathMiddleware
 from .jobs import JobDirectory
 from .keycache import RevocationFollower
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware
+from .openapi import install_openapi
 from .problems import (
     Problem,
     handle_http_exception,
@@ -120,7 +120,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(downloads.router)
     app.include_router(contributions.router)
-    install_openapi_security(app)
+    install_openapi(app)
     service.register_core_checks(app)
     contributions.register_checks(app)
 

@@ -18,6 +18,10 @@ from .callers import Caller
 from .edge import Edge, challenge
 from .middleware import send_problem
 
+HEALTH_PATH = "/health"
+ME_PATH = "/api/v1/auth/me"
+# Paths this middleware serves for GET. Their FastAPI routes exist only for the OpenAPI document.
+FAST_PATHS = (HEALTH_PATH, ME_PATH)
 HEALTH_BODY = b'{"status":"ok"}'
 
 
@@ -67,9 +71,9 @@ class FastPathMiddleware:
             return
 
         path = scope["path"]
-        if path == "/health":
+        if path == HEALTH_PATH:
             await _send_json(send, HEALTH_BODY)
-        elif path == "/api/v1/auth/me":
+        elif path == ME_PATH:
             await self._me(scope, send)
         else:
             await self.app(scope, receive, send)

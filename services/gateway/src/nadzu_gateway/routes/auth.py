@@ -31,7 +31,9 @@ from ..access import require_authenticated, require_scope
 from ..callers import Caller
 from ..edge import Edge
 from ..fastpath import describe_caller
+from ..openapi import problems
 from ..problems import Problem
+from ..schemas import CallerOut
 
 log = get_logger(__name__)
 audit = get_logger("nadzu_gateway.audit")
@@ -84,19 +86,39 @@ def _edge(request: Request) -> Edge:
 
 
 class SessionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"captcha_token": "03AFcWeA..."}]}
+    )
 
     captcha_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
 
 
 class SessionOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"access_token": "nzs1.AbCdEf...", "token_type": "Bearer", "expires_in": 3600}]
+        }
+    )
+
     access_token: str
     token_type: str = "Bearer"  # noqa: S105 - a scheme name, not a secret
     expires_in: int = Field(description="seconds")
 
 
 class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "ci",
+                    "scopes": ["downloads"],
+                    "tier": "default",
+                    "expires_at": "2027-01-01T00:00:00Z",
+                }
+            ]
+        },
+    )
 
     name: KeyName
     scopes: list[Scope] = Field(default_factory=lambda: list(DEFAULT_SCOPES), min_length=1)
@@ -118,6 +140,26 @@ class KeyOut(BaseModel):
 
 
 class KeyCreated(KeyOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0193b0c4-5f6e-7a1b-8c2d-3e4f5a6b7c8d",
+                    "prefix": "nadzu_Ab3dE9",
+                    "name": "ci",
+                    "scopes": ["downloads"],
+                    "tier": "default",
+                    "created_at": "2026-12-04T10:00:00Z",
+                    "expires_at": None,
+                    "revoked_at": None,
+                    "last_used_at": None,
+                    "created_by": None,
+                    "key": "nadzu_Ab3dE9fGhIjKlMnOpQrStUvWxYz0123456789abc",
+                }
+            ]
+        }
+    )
+
     key: str = Field(description="the key's secret, shown only in this response")
 
 
@@ -129,17 +171,21 @@ def _key_to_public(info: ApiKeyInfo) -> dict[str, Any]:
     return info.model_dump(mode="json")
 
 
-@router.get("/me")
+@router.get("/me", responses={200: {"model": CallerOut}})
 async def me(request: Request) -> JSONResponse:
-    """The calling key or session: kind, tier, scopes and limits (windows in seconds).
-
-    `FastPathMiddleware` serves this path before the router; this route documents it.
-    """
+    """The calling key or session: kind, tier, scopes and limits (windows in seconds)."""
+    # `FastPathMiddleware` serves this path before the router; this route documents it.
     caller = require_authenticated(request)
     return JSONResponse(describe_caller(request.app.state.edge, caller))
 
 
-@router.post("/session", response_model=SessionOut)
+@router.post(
+    "/session",
+    response_model=SessionOut,
+    openapi_extra=problems(
+        "invalid-captcha", "invalid-request", "captcha-not-configured", "captcha-unavailable"
+    ),
+)
 async def create_session(request: Request, body: SessionCreate) -> JSONResponse:
     edge = _edge(request)
     assert edge.auth is not None
@@ -160,7 +206,15 @@ async def create_session(request: Request, body: SessionCreate) -> JSONResponse:
     )
 
 
-@router.post("/keys", status_code=201, response_model=KeyCreated)
+@router.post(
+    "/keys",
+    status_code=201,
+    response_model=KeyCreated,
+    responses={
+        201: {"headers": {"Location": {"description": "the key's URL", "schema": {"type": "string"}}}}
+    },
+    openapi_extra=problems("invalid-request"),
+)
 async def create_key(request: Request, body: KeyCreate, caller: AdminCaller) -> JSONResponse:
     edge = _edge(request)
     assert edge.auth is not None and caller.key_hash is not None
@@ -207,7 +261,9 @@ async def list_keys(request: Request, caller: AdminCaller) -> JSONResponse:
     return JSONResponse({"items": [_key_to_public(item) for item in reply.items]})
 
 
-@router.delete("/keys/{key_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/keys/{key_id}", status_code=204, response_class=Response, openapi_extra=problems("key-not-found")
+)
 async def revoke_key(request: Request, key_id: str, caller: AdminCaller) -> Response:
     edge = _edge(request)
     assert edge.auth is not None and caller.key_hash is not None

@@ -24,6 +24,7 @@ from nadzu_common.logging import get_logger
 from nadzu_common.messages import HealthQuery, HealthReply
 from nadzu_common.tracing import client_span
 
+from ..openapi import problems
 from ..problems import Problem, dependency_unavailable
 
 log = get_logger(__name__)
@@ -39,13 +40,30 @@ HEALTH_TIMEOUT_SECONDS = 1.5
 SERVICE_NAME = "contributions service"
 UNAVAILABLE_RETRY_AFTER = 5
 
-_PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    404: {"description": "Unknown user (`user-not-found`); no default user (`default-user-not-configured`)"},
-    422: {"description": "Invalid username (`invalid-username`), date or span (`invalid-date-range`)"},
-    503: {
-        "description": "GitHub token missing or rejected, GitHub down or rate-limited, or the service down; "
-        "always with `Retry-After`"
+# Problems both endpoints share. Each endpoint adds the one about how it names the user.
+_SERVICE_PROBLEMS = (
+    "invalid-date-range",
+    "user-not-found",
+    "github-token-missing",
+    "github-token-rejected",
+    "github-rate-limited",
+    "github-unavailable",
+    "bad-gateway",
+)
+_CALENDAR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The calendar as JSON, or as an SVG heatmap for `format=svg` or "
+        "`Accept: image/svg+xml`",
+        "content": {SVG_MEDIA_TYPE: {"schema": {"type": "string"}}},
+        "headers": {
+            "Cache-Control": {
+                "description": "`public, max-age=<seconds still fresh>`",
+                "schema": {"type": "string"},
+            },
+            "ETag": {"description": "SVG responses only", "schema": {"type": "string"}},
+        },
     },
+    304: {"description": "SVG only: `If-None-Match` matched the heatmap's `ETag`"},
 }
 
 
@@ -162,8 +180,9 @@ ThemeParam = Annotated[SvgTheme, Query(description="SVG colours; `auto` follows 
 @router.get(
     "/contributions",
     response_model=ContributionCalendar,
-    responses={**_PROBLEM_RESPONSES, 200: {"content": {SVG_MEDIA_TYPE: {}}}},
+    responses=_CALENDAR_RESPONSES,
     summary="Contribution calendar of the default user (GITHUB_DEFAULT_USER)",
+    openapi_extra=problems("default-user-not-configured", *_SERVICE_PROBLEMS),
 )
 async def default_user_contributions(
     request: Request,
@@ -179,8 +198,9 @@ async def default_user_contributions(
 @router.get(
     "/contributions/{username}",
     response_model=ContributionCalendar,
-    responses={**_PROBLEM_RESPONSES, 200: {"content": {SVG_MEDIA_TYPE: {}}}},
+    responses=_CALENDAR_RESPONSES,
     summary="Contribution calendar of a GitHub user",
+    openapi_extra=problems("invalid-username", *_SERVICE_PROBLEMS),
 )
 async def user_contributions(
     request: Request,

@@ -43,6 +43,7 @@ from ..access import (
 from ..callers import Caller
 from ..files import file_response
 from ..jobs import JobDirectory
+from ..openapi import problems
 from ..problems import Problem, dependency_unavailable
 from ..schemas import DownloadCreate, JobList, JobOut, job_to_public
 from ..sse import job_event_stream
@@ -50,6 +51,47 @@ from ..streams import StreamSlots
 from ..urls import validate_download_url, validate_format
 
 log = get_logger(__name__)
+
+# OpenAPI descriptions of the event stream and file endpoints, whose responses FastAPI cannot infer.
+SSE_EXAMPLE = (
+    'event: status\nid: 41\ndata: {"job_id":"0193b0c4-5f6e-7a1b-8c2d-3e4f5a6b7c8d","status":"queued",...}\n\n'
+    'event: progress\nid: 44\ndata: {"job_id":"0193b0c4-5f6e-7a1b-8c2d-3e4f5a6b7c8d","status":"running",'
+    '"progress":{"percent":42.5,"downloaded_bytes":445644,"total_bytes":1048576,"speed":524288.0,"eta":1}}\n\n'
+    ": heartbeat\n\n"
+    'event: completed\nid: 47\ndata: {"job_id":"0193b0c4-5f6e-7a1b-8c2d-3e4f5a6b7c8d",'
+    '"status":"completed",...}\n\n'
+)
+_STRING = {"type": "string"}
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The file; `Content-Type` is the file's own",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "headers": {
+            "Content-Disposition": {
+                "description": "attachment with `filename` and RFC 6266 `filename*`",
+                "schema": _STRING,
+            },
+            "Content-Length": {"schema": {"type": "integer"}},
+            "ETag": {"description": "the file's SHA-256 in quotes", "schema": _STRING},
+            "Last-Modified": {"schema": _STRING},
+            "Accept-Ranges": {"schema": {"type": "string", "enum": ["bytes"]}},
+        },
+    },
+    206: {
+        "description": "The requested byte range (several ranges come as `multipart/byteranges`)",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "headers": {"Content-Range": {"schema": _STRING}},
+    },
+    304: {"description": "`If-None-Match` matched the file's `ETag`"},
+}
+FILE_OPENAPI: dict[str, Any] = {
+    **problems("job-not-found", "job-not-completed", "file-gone", "range-not-satisfiable"),
+    "parameters": [
+        {"name": "Range", "in": "header", "required": False, "schema": _STRING},
+        {"name": "If-None-Match", "in": "header", "required": False, "schema": _STRING},
+        {"name": "If-Range", "in": "header", "required": False, "schema": _STRING},
+    ],
+}
 
 router = APIRouter(prefix="/api/v1/downloads", tags=["downloads"])
 require_downloads = require_scope(Scope.DOWNLOADS)
@@ -143,12 +185,43 @@ def _accepted(request: Request, job: JobState, replayed: bool) -> JSONResponse:
     return JSONResponse(_public(request, job), status_code=202, headers=headers)
 
 
-@router.post("", status_code=202, response_model=JobOut, responses={202: {"description": "Job accepted"}})
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        202: {
+            "description": "Job accepted; it is visible to every other endpoint from now on",
+            "headers": {
+                "Location": {"description": "the job's URL", "schema": {"type": "string"}},
+                "Idempotent-Replayed": {
+                    "description": "`true` when this is the stored response to an earlier request with the "
+                    "same `Idempotency-Key`",
+                    "schema": {"type": "string", "enum": ["true"]},
+                },
+            },
+        }
+    },
+    openapi_extra=problems(
+        "invalid-url",
+        "invalid-format",
+        "invalid-idempotency-key",
+        "idempotency-key-reused",
+        "idempotency-key-in-use",
+        "too-many-active-jobs",
+    ),
+)
 async def create_download(
     request: Request,
     body: DownloadCreate,
     caller: Annotated[Caller, Depends(require_downloads)],
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="makes retries safe: the same key and body return the same job for 24 hours",
+        ),
+    ] = None,
 ) -> Response:
     settings = request.app.state.settings
     url = validate_download_url(body.url, settings.downloader_allow_private_urls)
@@ -243,7 +316,12 @@ async def _replay(request: Request, record: idempotency.IdempotencyRecord, finge
     return _accepted(request, entry.job, replayed=True)
 
 
-@router.get("", response_model=JobList, dependencies=[Depends(require_downloads)])
+@router.get(
+    "",
+    response_model=JobList,
+    dependencies=[Depends(require_downloads)],
+    openapi_extra=problems("invalid-cursor"),
+)
 async def list_downloads(
     request: Request,
     status: JobStatus | None = None,
@@ -272,19 +350,51 @@ async def list_downloads(
     return JSONResponse(body)
 
 
-@router.get("/{job_id}", response_model=JobOut, dependencies=[Depends(require_downloads)])
+@router.get(
+    "/{job_id}",
+    response_model=JobOut,
+    dependencies=[Depends(require_downloads)],
+    openapi_extra=problems("job-not-found"),
+)
 async def get_download(request: Request, job_id: str) -> JSONResponse:
     _, job = await _find_job(request, job_id)
     return JSONResponse(_public(request, job))
 
 
 @router.get(
-    "/{job_id}/events", response_class=Response, responses={200: {"content": {"text/event-stream": {}}}}
+    "/{job_id}/events",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The job's events as Server-Sent Events, until its terminal event",
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string"},
+                    "example": SSE_EXAMPLE,
+                }
+            },
+            "headers": {
+                "Cache-Control": {"schema": {"type": "string", "enum": ["no-store"]}},
+                "X-Accel-Buffering": {"schema": {"type": "string", "enum": ["no"]}},
+            },
+        },
+        204: {
+            "description": "`Last-Event-ID` is at or past the job's terminal event: nothing more will come"
+        },
+    },
+    openapi_extra=problems("job-not-found", "too-many-streams"),
 )
 async def download_events(
     request: Request,
     job_id: str,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="the `id` of the last event received: the stream resumes after it, without a "
+            "snapshot",
+        ),
+    ] = None,
 ) -> Response:
     """Follow a job's events; works with credentials or with the job's signed `events_url` alone."""
     via_link = _link_or_caller(request, job_id)
@@ -336,7 +446,18 @@ class _ReleasingResponse(Response):
             await self._slots.release(self._stream_id)
 
 
-@router.api_route("/{job_id}/file", methods=["GET", "HEAD"], response_class=Response)
+@router.get(
+    "/{job_id}/file",
+    response_class=Response,
+    responses=FILE_RESPONSES,
+    openapi_extra=FILE_OPENAPI,
+)
+@router.head(
+    "/{job_id}/file",
+    response_class=Response,
+    responses=FILE_RESPONSES,
+    openapi_extra=FILE_OPENAPI,
+)
 async def download_file(request: Request, job_id: str) -> Response:
     """Fetch a completed job's file; works with credentials or with the job's signed `file_url` alone."""
     via_link = _link_or_caller(request, job_id)
@@ -356,8 +477,15 @@ async def download_file(request: Request, job_id: str) -> Response:
 @router.delete(
     "/{job_id}",
     status_code=202,
-    responses={202: {"model": JobOut}, 204: {"description": "Finished"}},
+    responses={
+        202: {"model": JobOut, "description": "Cancellation requested for a queued or running job"},
+        204: {
+            "description": "The job had finished: a completed job's file is released (the job becomes "
+            "`expired`); for a failed, cancelled or expired job nothing changes"
+        },
+    },
     dependencies=[Depends(require_downloads)],
+    openapi_extra=problems("job-not-found"),
 )
 async def delete_download(request: Request, job_id: str) -> Response:
     _, job = await _find_job(request, job_id)

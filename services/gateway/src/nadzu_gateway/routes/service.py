@@ -14,8 +14,10 @@ from nadzu_common.bus import Subjects
 from nadzu_common.messages import HealthQuery, HealthReply, SupportedSitesQuery, SupportedSitesReply
 
 from .. import __version__
+from ..openapi import problems
 from ..problems import Problem
 from ..rpc import request as rpc_request
+from ..schemas import Liveness, Readiness, ServiceInfo, SupportedSites
 
 router = APIRouter()
 
@@ -24,7 +26,7 @@ SITES_CACHE_SECONDS = 600.0
 READINESS_TIMEOUT_SECONDS = 2.0
 
 
-@router.get("/", tags=["service"])
+@router.get("/", tags=["service"], response_model=None, responses={200: {"model": ServiceInfo}})
 async def root(request: Request) -> dict[str, Any]:
     sites: SupportedSitesReply | None = getattr(request.app.state, "sites", None)
     return {
@@ -36,14 +38,23 @@ async def root(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/health", tags=["service"])
+@router.get("/health", tags=["service"], response_model=None, responses={200: {"model": Liveness}})
 async def health() -> dict[str, str]:
-    """Liveness. `FastPathMiddleware` serves this path before the router; this route documents it."""
+    """Liveness: 200 while the process serves requests. It calls no dependency."""
+    # `FastPathMiddleware` serves this path before the router; this route documents it.
     return {"status": "ok"}
 
 
-@router.get("/health/ready", tags=["service"])
+@router.get(
+    "/health/ready",
+    tags=["service"],
+    responses={
+        200: {"model": Readiness, "description": "Every check passed"},
+        503: {"model": Readiness, "description": "At least one check failed; `checks` says which"},
+    },
+)
 async def ready(request: Request) -> JSONResponse:
+    """Readiness: NATS, Redis, the job event stream and each backend service the gateway uses."""
     checks: dict[str, Any] = request.app.state.readiness_checks
     names = list(checks)
 
@@ -156,7 +167,13 @@ async def prefetch_sites(app: FastAPI) -> None:
             await asyncio.sleep(5)
 
 
-@router.get("/api/v1/supported-sites", tags=["downloads"])
+@router.get(
+    "/api/v1/supported-sites",
+    tags=["downloads"],
+    response_model=None,
+    responses={200: {"model": SupportedSites}},
+    openapi_extra=problems("bad-gateway"),
+)
 async def supported_sites(
     request: Request,
     q: str | None = Query(default=None, max_length=100, description="case-insensitive text to look for"),
