@@ -11,7 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.downloads.conftest import media, media_root  # noqa: F401  session fixtures reused here
+from tests.downloads.conftest import media, media_root, own_stack  # noqa: F401  fixtures reused here
 from tests.support.stack import Gateway, Service, Stack
 
 TINY_TIER = "tiny"

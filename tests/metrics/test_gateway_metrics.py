@@ -17,6 +17,8 @@ REQUESTS = "nadzu_gateway_http_requests_total"
 DURATION_COUNT = "nadzu_gateway_http_request_duration_seconds_count"
 JOB_ROUTE = "/api/v1/downloads/{job_id}"
 EVENTS_ROUTE = "/api/v1/downloads/{job_id}/events"
+OPEN_STREAMS = "nadzu_gateway_sse_streams_open"
+STREAMS = "nadzu_gateway_sse_streams_total"
 
 
 def test_metrics_require_token(gateway: Gateway) -> None:
@@ -139,12 +141,12 @@ def test_sse_streams_kept_out_of_latency(gateway: Gateway, client: httpx.Client,
         assert first["event"] == "status"
 
         during = scrape_gateway(gateway)
-        assert during.value("nadzu_gateway_sse_streams_open") == before.value("nadzu_gateway_sse_streams_open") + 1
-        assert during.value("nadzu_gateway_sse_streams_total") - before.value("nadzu_gateway_sse_streams_total") == 1
+        assert during.value(OPEN_STREAMS) == before.value(OPEN_STREAMS) + 1
+        assert during.value(STREAMS) - before.value(STREAMS) == 1
 
     # The server notices the closed connection on its next write (a heartbeat every second here).
     def stream_closed(samples: Samples) -> bool:
-        return samples.value("nadzu_gateway_sse_streams_open") == before.value("nadzu_gateway_sse_streams_open")
+        return samples.value(OPEN_STREAMS) == before.value(OPEN_STREAMS)
 
     after = scrape_until(lambda: scrape_gateway(gateway), stream_closed)
     labels = {"route": EVENTS_ROUTE, "method": "GET", "status": "200"}
