@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -35,7 +36,7 @@ class JobStatusCollector(Collector):
     """
 
     def __init__(
-        self, count: Callable[[], Awaitable[dict[str, int]]], loop: asyncio.AbstractEventLoop
+        self, count: Callable[[], Coroutine[Any, Any, dict[str, int]]], loop: asyncio.AbstractEventLoop
     ) -> None:
         self._count = count
         self._loop = loop
