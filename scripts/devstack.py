@@ -38,7 +38,7 @@ DEFAULTS = {
     "DOWNLOADS_DIR": str(ROOT / "downloads"),
 }
 SERVICES = ("gateway", "downloader", "contributions", "auth")
-# Each service's own metrics port, the ones the deploy files use; a port in use gets a free one instead.
+# Each service's metrics port, as in the deploy files. A port already in use is replaced by a free one.
 METRICS_PORTS = {"downloader": 9101, "contributions": 9102, "auth": 9103}
 
 

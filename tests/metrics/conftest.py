@@ -33,7 +33,7 @@ class Samples:
         return cls(samples)
 
     def value(self, name: str, **labels: str) -> float:
-        """Return the sample with exactly these labels (a subset for histograms' `le`), or 0 when absent."""
+        """Return the value of the sample with exactly these labels, or 0 when there is none."""
         for sample_labels, value in self.samples.get(name, []):
             if all(sample_labels.get(key) == wanted for key, wanted in labels.items()):
                 if len(sample_labels) == len(labels):
@@ -42,9 +42,6 @@ class Samples:
 
     def label_values(self, name: str, label: str) -> set[str]:
         return {labels[label] for labels, _ in self.samples.get(name, []) if label in labels}
-
-    def has(self, name: str) -> bool:
-        return name in self.samples
 
 
 def scrape_service(service: Service) -> Samples:

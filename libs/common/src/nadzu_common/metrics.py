@@ -13,12 +13,12 @@ from .logging import get_logger
 
 log = get_logger(__name__)
 
-# Every interface: in deploys, Prometheus scrapes the port from another container or pod.
+# Every interface, because in deploys Prometheus scrapes the port from another container or pod.
 METRICS_HOST = "0.0.0.0"  # noqa: S104
 
 
 def serve_metrics(port: int | None) -> None:
-    """Start the metrics endpoint on `port` in a background thread; 0 or None starts none."""
+    """Start the metrics endpoint on `port` in a background thread, unless `port` is 0 or None."""
     if not port:
         log.info("metrics.disabled", reason="METRICS_PORT is unset or 0")
         return

@@ -90,7 +90,7 @@ def count_auth_failure(reason: str) -> None:
 
 
 class RouteLabels:
-    """The route template of a request, also for requests a middleware answered before the router ran.
+    """The route template of a request, also for requests a middleware responded to before the router ran.
 
     The templates come from the OpenAPI document's paths, which list the full path of every route of the
     included routers (FastAPI 0.165 keeps included routers nested, so `app.routes` does not), plus the
@@ -123,7 +123,7 @@ class MetricsMiddleware:
         self.app = app
         self._token = f"Bearer {token}".encode() if token else None
         self._labels: RouteLabels | None = None
-        # Labelled children, cached: `labels()` takes a lock and validates its arguments on every call.
+        # Labelled children are cached, because `labels()` takes a lock and validates its arguments each call.
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._histograms: dict[tuple[str, str], Any] = {}
 
@@ -133,7 +133,7 @@ class MetricsMiddleware:
             return
 
         started = time.perf_counter()
-        # What uvicorn answers when the application raises before it starts a response.
+        # The status uvicorn sends when the application raises before it starts a response.
         status = 500
         streaming = False
 
@@ -167,7 +167,7 @@ class MetricsMiddleware:
 
     def _route(self, scope: Scope) -> str:
         if self._labels is None:
-            # Starlette puts the application in the scope; its routes are complete once it serves requests.
+            # Starlette puts the application in the scope, and its routes are final once it serves requests.
             self._labels = RouteLabels(scope["app"])
         return self._labels.label(scope["path"])
 
