@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from nadzu_gateway.metrics import HttpMetrics
 from tests.downloads.conftest import Media, create_job, finish
 from tests.support.stack import Gateway, Service, Stack, parse_sse
 
@@ -78,6 +79,29 @@ def test_requests_labelled_by_route_template(gateway: Gateway, client: httpx.Cli
     assert not any(job_id in route for job_id in job_ids for route in routes)
     job_duration = after.value(DURATION_COUNT, route=JOB_ROUTE, method="GET")
     assert job_duration - before.value(DURATION_COUNT, route=JOB_ROUTE, method="GET") == 3
+    bucket = "nadzu_gateway_http_request_duration_seconds_bucket"
+    assert after.value(bucket, route=JOB_ROUTE, method="GET", le="+Inf") == job_duration
+
+
+def test_duration_buckets_cumulative() -> None:
+    metrics = HttpMetrics()
+    for seconds in (0.0005, 0.001, 0.003, 20.0):
+        metrics.observe("/r", "GET", seconds)
+    metrics.count("/r", "GET", 200)
+
+    requests, durations = list(metrics.collect())
+    assert [
+        (sample.labels, sample.value) for sample in requests.samples if sample.name.endswith("_total")
+    ] == [({"route": "/r", "method": "GET", "status": "200"}, 1)]
+    buckets = {sample.labels["le"]: sample.value for sample in durations.samples if "le" in sample.labels}
+    assert buckets["0.001"] == 2  # an observation equal to a bound falls in that bucket
+    assert buckets["0.0025"] == 2
+    assert buckets["0.005"] == 3
+    assert buckets["10.0"] == 3
+    assert buckets["+Inf"] == 4
+    totals = {sample.name: sample.value for sample in durations.samples if "le" not in sample.labels}
+    assert totals["nadzu_gateway_http_request_duration_seconds_count"] == 4
+    assert totals["nadzu_gateway_http_request_duration_seconds_sum"] == 0.0005 + 0.001 + 0.003 + 20.0
 
 
 def test_unusual_method_gets_fixed_label(gateway: Gateway, client: httpx.Client) -> None:
