@@ -53,8 +53,8 @@ class HttpMetrics(Collector):
     """`nadzu_gateway_http_requests_total` and `nadzu_gateway_http_request_duration_seconds`.
 
     Plain dicts instead of prometheus_client's metric objects, which take a lock on every update. The
-    gateway records and serves `/metrics` on its one event loop thread, so no lock is needed, and a
-    request costs about 3 µs less (bench/edge_bench.py, see docs/benchmarks.md).
+    gateway records and serves `/metrics` on its one event loop thread, so no lock is needed. In-process
+    that saved about 1 µs a request (bench/gateway_metrics_overhead.py, figures in docs/benchmarks.md).
     """
 
     def __init__(self) -> None:
