@@ -1,7 +1,7 @@
 """Measure what the gateway's metrics middleware adds to a request, in-process and without a server.
 
 Builds the gateway application twice, with and without `MetricsMiddleware`, and calls each directly with
-`GET /health`, which the fast path answers from memory, so no NATS, Redis or lifespan is needed. Prints
+`GET /health`, which the fast path serves from memory, so no NATS, Redis or lifespan is needed. Prints
 microseconds per request for both. Not a test: nothing here asserts a time. Run:
 
     .venv/bin/python bench/gateway_metrics_overhead.py [--requests 20000]
@@ -57,7 +57,7 @@ async def per_request_microseconds(app: ASGIApp, requests: int) -> float:
 
 
 def build(with_metrics: bool) -> ASGIApp:
-    settings = GatewaySettings(metrics_token="b" * 43, session_secret="s" * 48, log_level="WARNING")
+    settings = GatewaySettings(metrics_token="b" * 43, session_secret="s" * 48)
     if with_metrics:
         return gateway_app.create_app(settings)
     original = gateway_app.MetricsMiddleware

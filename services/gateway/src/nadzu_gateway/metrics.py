@@ -259,7 +259,7 @@ class MetricsMiddleware:
             )
             return
 
-        await refresh_queue_metrics(scope["app"].state.js)
+        await refresh_queue_metrics(getattr(scope["app"].state, "js", None))
         body = generate_latest(REGISTRY)
         headers = [
             (b"content-type", CONTENT_TYPE_LATEST.encode()),
@@ -269,19 +269,23 @@ class MetricsMiddleware:
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
 
-async def refresh_queue_metrics(js: JetStreamContext) -> None:
+async def refresh_queue_metrics(js: JetStreamContext | None) -> None:
     """Read the backlog of the downloaders' enqueue consumer into the queue gauges.
 
     The gateway reports the queue, not the downloader, so the backlog stays visible while no downloader
     runs. A figure NATS did not give within QUEUE_INFO_TIMEOUT_SECONDS is NaN, so no stale value is served.
     """
-    try:
-        pending, ack_pending, waiting, oldest_age = await asyncio.wait_for(
-            _read_queue(js), QUEUE_INFO_TIMEOUT_SECONDS
-        )
-    except Exception as error:
-        log.warning("metrics.queue_info_failed", error=repr(error))
+    if js is None:
+        # The application's lifespan has not connected to NATS (an application built in-process).
         pending = ack_pending = waiting = oldest_age = math.nan
+    else:
+        try:
+            pending, ack_pending, waiting, oldest_age = await asyncio.wait_for(
+                _read_queue(js), QUEUE_INFO_TIMEOUT_SECONDS
+            )
+        except Exception as error:
+            log.warning("metrics.queue_info_failed", error=repr(error))
+            pending = ack_pending = waiting = oldest_age = math.nan
 
     QUEUE_PENDING.set(pending)
     QUEUE_ACK_PENDING.set(ack_pending)
