@@ -38,6 +38,8 @@ DEFAULTS = {
     "DOWNLOADS_DIR": str(ROOT / "downloads"),
 }
 SERVICES = ("gateway", "downloader", "contributions", "auth")
+# Each service's metrics port, as in the deploy files. A port already in use is replaced by a free one.
+METRICS_PORTS = {"downloader": 9101, "contributions": 9102, "auth": 9103}
 
 
 def say(message: str) -> None:
@@ -173,6 +175,21 @@ async def create_database(url: str) -> None:
         await conn.close()
 
 
+def metrics_ports(host: str) -> dict[str, int]:
+    """Pick a distinct metrics port for each service, so two stacks on one machine do not collide."""
+    ports = {}
+    for service, preferred in METRICS_PORTS.items():
+        port = preferred if not answers(host, preferred) else free_port(host)
+        ports[service] = port
+    return ports
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def environment() -> dict[str, str]:
     env = {key: os.environ.get(key, value) for key, value in DEFAULTS.items()}
     if "DOWNLOADER_ALLOW_PRIVATE_URLS" not in os.environ:
@@ -180,6 +197,8 @@ def environment() -> dict[str, str]:
         say("DOWNLOADER_ALLOW_PRIVATE_URLS=true: downloads may reach private and loopback addresses")
     if "SESSION_SECRET" not in os.environ:
         env["SESSION_SECRET"] = secrets.token_urlsafe(48)
+    # The bearer token for the gateway's /metrics, printed once the stack is up.
+    env["METRICS_TOKEN"] = os.environ.get("METRICS_TOKEN") or secrets.token_urlsafe(32)
     if "ADMIN_API_KEY" not in os.environ:
         env["ADMIN_API_KEY"] = "nadzu_dev_" + secrets.token_urlsafe(32)
         say(f"generated admin API key for this run: {env['ADMIN_API_KEY']}")
@@ -213,12 +232,18 @@ def run() -> int:
         stack.ensure_redis()
         stack.ensure_postgres()
         Path(env["DOWNLOADS_DIR"]).mkdir(parents=True, exist_ok=True)
+        ports = metrics_ports(env["GATEWAY_HOST"])
         for service in SERVICES:
-            stack.spawn(service, [str(BIN / f"nadzu-{service}")])
+            own = {**env, "METRICS_PORT": str(ports[service])} if service in ports else env
+            stack.spawn(service, [str(BIN / f"nadzu-{service}")], own)
 
         base_url = f"http://{env['GATEWAY_HOST']}:{env['GATEWAY_PORT']}"
         wait_until(lambda: answers(env["GATEWAY_HOST"], int(env["GATEWAY_PORT"])), 60, "the gateway")
         say(f"gateway listening at {base_url} (API docs at {base_url}/docs); Ctrl-C stops everything")
+        say(
+            f"metrics: {base_url}/metrics with `Authorization: Bearer {env['METRICS_TOKEN']}`; "
+            + ", ".join(f"{service} on port {port}" for service, port in ports.items())
+        )
         parent = os.getppid()
         while not stopping:
             # `make` does not pass SIGTERM on to its recipe; when make is gone, stop as if signalled.

@@ -146,6 +146,10 @@ def run_checks(client: Client, caddy_version: str) -> list[str]:
 
     problems += check_sse_unbuffered(client)
 
+    # The stub would answer /metrics with 200, so a 404 shows that Caddy stopped the request.
+    response, _ = client.request("GET", "/metrics", headers={"Authorization": "Bearer any-token"})
+    expect(response.status == 404, f"GET /metrics through Caddy: status {response.status}, expected 404")
+
     response, _ = client.request("GET", "/admin/files/")
     expect(response.status == 403, f"admin browser from 127.0.0.1: status {response.status}, expected 403")
     response, _ = client.request("GET", "/admin/files/", source="127.0.0.2")

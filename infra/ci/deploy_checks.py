@@ -270,6 +270,7 @@ def check_k8s(overlay: str) -> None:
         "ADMIN_API_KEY",
         "RECAPTCHA_SECRET",
         "GITHUB_TOKEN",
+        "METRICS_TOKEN",
     }
 
     for service in SERVICES:

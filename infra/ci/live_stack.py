@@ -258,7 +258,7 @@ def start_stack(stack: Stack) -> None:
     for service in SERVICES:
         own = dict(environment)
         # One metrics port per service, so nothing collides with another stack on this machine.
-        own["METRICS_PORT"] = str(free_port()) if service in ("downloader", "contributions") else ""
+        own["METRICS_PORT"] = str(free_port()) if service != "gateway" else ""
         stack.spawn(service, [str(BIN / f"nadzu-{service}")], own)
 
     def ready() -> bool:

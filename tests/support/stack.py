@@ -114,6 +114,13 @@ class Service:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    # The METRICS_PORT it was given, for the services that serve metrics on a port of their own.
+    metrics_port: int | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        assert self.metrics_port, f"{self.name} was started without a metrics port"
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -169,6 +176,8 @@ class Stack:
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
             "SESSION_SECRET": secrets.token_urlsafe(48),
+            # Bearer token for the gateways' `GET /metrics`.
+            "METRICS_TOKEN": secrets.token_urlsafe(32),
             "ADMIN_API_KEY": "nadzu_test_admin_" + secrets.token_urlsafe(32),
             # Each stack counts its rate limits apart from every other stack sharing the Redis server.
             "RATE_LIMIT_KEY_PREFIX": f"nadzu:test:{uuid.uuid4().hex[:12]}:",
@@ -181,9 +190,14 @@ class Stack:
         log_path = self.downloads_dir.parent / f"{self.downloads_dir.name}-{name}-{len(self.services)}.log"
         env = {**os.environ, **self.env, **extra_env}
         env.pop("CI", None)
+        metrics_port: int | None = None
+        if name != "gateway":
+            # A free port per process unless the caller chose one, so stacks and replicas never collide.
+            env.setdefault("METRICS_PORT", str(free_port()))
+            metrics_port = int(env["METRICS_PORT"]) if env["METRICS_PORT"] else None
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT)
-        service = Service(name, process, log_path)
+        service = Service(name, process, log_path, metrics_port)
         self.services.append(service)
         return service
 
@@ -239,17 +253,16 @@ class Stack:
         if self.user_key is None:
             self.user_key = str(self.create_key("test-user")["key"])
         service = self._spawn("gateway", [str(BIN / "nadzu-gateway")], env)
-        gateway = Gateway(service, f"http://127.0.0.1:{port}", self.user_key)
+        metrics_token = {**self.env, **extra_env}.get("METRICS_TOKEN") or None
+        gateway = Gateway(service, f"http://127.0.0.1:{port}", self.user_key, metrics_token)
         gateway.wait_started()
         return gateway
 
     def start_contributions(self, **extra_env: str) -> Service:
-        """Start a contributions replica (no metrics port unless given) and wait until it replies."""
+        """Start a contributions replica and wait until it replies to a health query."""
         from nadzu_common.contributions import CONTRIBUTIONS_HEALTH
 
-        service = self._spawn(
-            "contributions", [str(BIN / "nadzu-contributions")], {"METRICS_PORT": "0", **extra_env}
-        )
+        service = self._spawn("contributions", [str(BIN / "nadzu-contributions")], extra_env)
         self._wait_for_reply(service, CONTRIBUTIONS_HEALTH, b"{}")
         return service
 
@@ -316,6 +329,8 @@ class Gateway:
     service: Service
     base_url: str
     api_key: str
+    # The METRICS_TOKEN it was started with; None when it serves no metrics.
+    metrics_token: str | None = None
 
     @property
     def auth_headers(self) -> dict[str, str]:

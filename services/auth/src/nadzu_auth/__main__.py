@@ -6,6 +6,7 @@ import asyncio
 import signal
 
 from nadzu_common.logging import configure_logging, get_logger
+from nadzu_common.metrics import serve_metrics
 from nadzu_common.settings import load_settings
 from nadzu_common.tracing import configure_tracing, shutdown_tracing
 
@@ -23,6 +24,7 @@ async def serve(settings: AuthSettings) -> None:
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stop.set)
 
+    serve_metrics(settings.metrics_port)
     async with running_service(settings):
         await stop.wait()
     log.info("auth.stopped")

@@ -19,6 +19,7 @@ import httpx
 from nadzu_common.logging import get_logger
 
 from .errors import CaptchaNotConfigured, CaptchaUnavailable, InvalidCaptcha
+from .metrics import CAPTCHA_VERIFICATIONS
 from .settings import AuthSettings
 
 log = get_logger(__name__)
@@ -78,6 +79,21 @@ class CaptchaVerifier:
 
         Raise `InvalidCaptcha`, `CaptchaUnavailable` or `CaptchaNotConfigured` otherwise.
         """
+        try:
+            verdict = await self._verify(token, remote_ip)
+        except InvalidCaptcha:
+            CAPTCHA_VERIFICATIONS.labels(outcome="rejected").inc()
+            raise
+        except CaptchaUnavailable:
+            CAPTCHA_VERIFICATIONS.labels(outcome="unavailable").inc()
+            raise
+        except CaptchaNotConfigured:
+            CAPTCHA_VERIFICATIONS.labels(outcome="not-configured").inc()
+            raise
+        CAPTCHA_VERIFICATIONS.labels(outcome="passed").inc()
+        return verdict
+
+    async def _verify(self, token: str, remote_ip: str | None) -> CaptchaVerdict:
         if self._config.secret is None:
             raise CaptchaNotConfigured("captcha verification is not configured (RECAPTCHA_SECRET is unset)")
 

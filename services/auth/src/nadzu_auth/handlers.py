@@ -38,6 +38,7 @@ from nadzu_common.messages import HealthQuery, HealthReply, Message
 
 from .errors import AuthServiceError, InvalidRequest, StorageUnavailable
 from .keys import KeyService
+from .metrics import KEY_VERIFICATIONS
 from .sessions import SessionService
 from .storage import Storage
 
@@ -141,7 +142,14 @@ def register_handlers(
             return await serve(message, request_model, reply_model, action, quiet_failures)
 
     async def verify(query: VerifyKeyQuery) -> VerifyKeyReply:
-        return VerifyKeyReply(key=await keys.verify(query.key_hash))
+        try:
+            key = await keys.verify(query.key_hash)
+        except Exception as error:
+            code = error.code if isinstance(error, AuthServiceError) else AuthErrorCode.INTERNAL_ERROR
+            KEY_VERIFICATIONS.labels(result=code.value).inc()
+            raise
+        KEY_VERIFICATIONS.labels(result="valid").inc()
+        return VerifyKeyReply(key=key)
 
     async def create(command: CreateKeyCommand) -> CreateKeyReply:
         secret, info = await keys.create(command)

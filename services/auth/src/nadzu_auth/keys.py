@@ -31,6 +31,7 @@ from .errors import (
     KeyRevoked,
     StorageUnavailable,
 )
+from .metrics import KEYS_CREATED, KEYS_REVOKED
 from .storage import NewKey, Storage
 
 log = get_logger(__name__)
@@ -158,6 +159,7 @@ class KeyService:
                 expires_at=command.expires_at,
             )
         )
+        KEYS_CREATED.inc()
         audit.info(
             "audit.key_created",
             actor_key_id=str(actor.id),
@@ -182,9 +184,12 @@ class KeyService:
         failed to publish retry until every gateway has heard of it.
         """
         actor = await self.authorize_admin(command.actor_key_hash)
-        info = await self._storage.revoke_key(command.key_id, self._clock(), actor.id)
+        now = self._clock()
+        info = await self._storage.revoke_key(command.key_id, now, actor.id)
         if info is None:
             raise KeyNotFound(f"no API key has id {command.key_id}")
+        if info.revoked_at == now:
+            KEYS_REVOKED.inc()
 
         assert info.revoked_at is not None
         audit.info(
@@ -223,6 +228,7 @@ class KeyService:
                 )
             return
 
+        KEYS_CREATED.inc()
         audit.info(
             "audit.key_created",
             actor_key_id=None,
@@ -234,6 +240,7 @@ class KeyService:
         )
         for replaced in outcome.replaced:
             assert replaced.revoked_at is not None
+            KEYS_REVOKED.inc()
             audit.info(
                 "audit.key_revoked",
                 actor_key_id=None,

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import nats.errors
 from faststream.nats import NatsBroker
@@ -16,6 +17,7 @@ from nats.js.errors import NotFoundError
 from nadzu_common.auth import AuthSubjects, KeyRevoked, TokenSigner
 from nadzu_common.bus import AUTH_EVENTS_STREAM, encode, message_headers
 from nadzu_common.logging import get_logger
+from nadzu_common.metrics import faststream_metrics
 from nadzu_common.tracing import faststream_telemetry
 from nadzu_common.tracing import is_active as tracing_active
 
@@ -92,7 +94,7 @@ def revocation_publisher(publisher: LogicPublisher) -> PublishRevoked:
 
 
 def make_broker(settings: AuthSettings) -> NatsBroker:
-    middlewares = []
+    middlewares: list[Any] = [faststream_metrics("auth")]
     if tracing_active():
         middlewares.append(faststream_telemetry())
 

@@ -29,8 +29,8 @@ class AuthSettings(CommonSettings):
     # Kept below the gateway's timeout for auth RPCs, so a slow provider ends as a 503, not a gateway timeout.
     recaptcha_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
 
-    # TODO: expose Prometheus metrics on this port once a metrics client is a workspace dependency.
-    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # Prometheus metrics port; unset or 0 serves no metrics endpoint.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
     # Seconds between batched writes of keys' last-used times.
     auth_last_used_flush_seconds: float = Field(default=30.0, gt=0)

@@ -8,10 +8,9 @@ from typing import Any
 import httpx
 import redis.asyncio as redis
 from faststream import FastStream
-from faststream.nats.prometheus import NatsPrometheusMiddleware
-from prometheus_client import REGISTRY, start_http_server
 
 from nadzu_common.logging import configure_logging, get_logger
+from nadzu_common.metrics import faststream_metrics, serve_metrics
 from nadzu_common.settings import load_settings
 from nadzu_common.tracing import configure_tracing, faststream_telemetry, is_active, shutdown_tracing
 
@@ -24,8 +23,7 @@ log = get_logger(__name__)
 
 
 async def run(settings: ContributionsSettings) -> None:
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port)
+    serve_metrics(settings.metrics_port)
 
     redis_client = redis.from_url(settings.redis_url, health_check_interval=30)
     http = httpx.AsyncClient(
@@ -41,7 +39,7 @@ async def run(settings: ContributionsSettings) -> None:
     )
     service = ContributionsService(settings, redis_client, github)
 
-    middlewares: list[Any] = [NatsPrometheusMiddleware(registry=REGISTRY, app_name="contributions")]
+    middlewares: list[Any] = [faststream_metrics("contributions")]
     if is_active():
         middlewares.append(faststream_telemetry())
     broker = create_broker(settings, service, middlewares)

@@ -29,7 +29,12 @@ from .errors import (
     TokenRejected,
     UserNotFound,
 )
-from .metrics import GITHUB_LATENCY, GITHUB_REQUESTS
+from .metrics import (
+    GITHUB_LATENCY,
+    GITHUB_RATE_LIMIT_REMAINING,
+    GITHUB_RATE_LIMIT_RESET,
+    GITHUB_REQUESTS,
+)
 from .span import Span
 
 log = get_logger(__name__)
@@ -196,6 +201,7 @@ class GitHubClient:
             GITHUB_LATENCY.observe(time.perf_counter() - started)
 
         GITHUB_REQUESTS.labels(outcome=str(response.status_code)).inc()
+        record_rate_limit(response.headers)
         self._raise_for_status(response)
         return _parse_response(response, login)
 
@@ -219,6 +225,16 @@ class GitHubClient:
         if status != 200:
             log.error("github.unexpected_status", status=status, message=_message_of(response))
             raise GitHubUnavailable(f"GitHub returned HTTP {status}.")
+
+
+def record_rate_limit(headers: Mapping[str, str]) -> None:
+    """Set the rate-limit gauges from a response's `x-ratelimit-*` headers; absent headers change nothing."""
+    remaining = headers.get("x-ratelimit-remaining", "")
+    if remaining.isdigit():
+        GITHUB_RATE_LIMIT_REMAINING.set(int(remaining))
+    reset = headers.get("x-ratelimit-reset", "")
+    if reset.isdigit():
+        GITHUB_RATE_LIMIT_RESET.set(int(reset))
 
 
 def rate_limit_wait(headers: Mapping[str, str], now: float | None = None) -> int | None:

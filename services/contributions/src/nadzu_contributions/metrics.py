@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 GITHUB_REQUESTS = Counter(
     "nadzu_contributions_github_requests_total",
@@ -22,4 +22,12 @@ QUERIES = Counter(
     "nadzu_contributions_queries_total",
     "Contributions queries replied to, by problem slug (`ok` for a calendar or SVG).",
     ["outcome"],
+)
+GITHUB_RATE_LIMIT_REMAINING = Gauge(
+    "nadzu_contributions_github_rate_limit_remaining",
+    "Points left in GitHub's primary rate limit window (`x-ratelimit-remaining` of the latest response).",
+)
+GITHUB_RATE_LIMIT_RESET = Gauge(
+    "nadzu_contributions_github_rate_limit_reset_timestamp_seconds",
+    "Unix time at which GitHub's rate limit window resets (`x-ratelimit-reset` of the latest response).",
 )

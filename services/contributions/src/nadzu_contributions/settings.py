@@ -21,8 +21,8 @@ class ContributionsSettings(CommonSettings):
     contributions_key_prefix: str = "nadzu:contributions:"
     # Queries handled at once by one replica.
     contributions_max_concurrency: int = Field(default=64, ge=1)
-    # Prometheus metrics port; 0 turns the metrics endpoint off.
-    metrics_port: int = Field(default=9102, ge=0, le=65535)
+    # Prometheus metrics port; unset or 0 serves no metrics endpoint.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
     # Seconds to wait for one GitHub response.
     github_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from faststream import AckPolicy as HandlerAckPolicy
 from faststream import FastStream
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from prometheus_client import REGISTRY
 
 from nadzu_common.bus import (
     CANCEL_CONSUMER,
@@ -39,10 +40,11 @@ from nadzu_common.messages import (
     SupportedSitesQuery,
     SupportedSitesReply,
 )
+from nadzu_common.metrics import faststream_metrics, serve_metrics
 from nadzu_common.tracing import consumer_span
 
 from .egress import EgressGuard
-from .metrics import serve_metrics
+from .metrics import JobStatusCollector
 from .pool import WorkerPool
 from .runner import JobRunner
 from .settings import DownloaderSettings
@@ -63,6 +65,7 @@ def create_app(settings: DownloaderSettings) -> FastStream:
         logger=logging.getLogger("nadzu.faststream"),
         # Per-message "Received"/"Processed" lines at DEBUG: at INFO they would dominate the log.
         log_level=logging.DEBUG,
+        middlewares=[faststream_metrics("downloader")],
     )
     commands = JStream(COMMANDS_STREAM.name, declare=False)
     state: dict[str, object] = {}
@@ -172,6 +175,9 @@ def create_app(settings: DownloaderSettings) -> FastStream:
         job_runner = JobRunner(settings, store, pool, nc, js, egress)
         await job_runner.clean_stale_partials()
         state.update(runner=job_runner, nc=nc)
+        job_counts = JobStatusCollector(store.count_by_status, asyncio.get_running_loop())
+        REGISTRY.register(job_counts)
+        state["job_counts"] = job_counts
 
     @app.after_startup
     async def start_loops() -> None:
@@ -199,6 +205,7 @@ def create_app(settings: DownloaderSettings) -> FastStream:
                 await asyncio.wait(pending, timeout=10)
         await job_runner.pool.close()
         await job_runner.egress.stop()
+        REGISTRY.unregister(state["job_counts"])  # type: ignore[arg-type]
         await job_runner.store.close()
         await state["nc"].drain()  # type: ignore[attr-defined]
         log.info("downloader.stopped")

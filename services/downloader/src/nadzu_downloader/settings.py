@@ -26,7 +26,8 @@ class DownloaderSettings(CommonSettings):
     downloader_dedupe: bool = True
     downloads_ttl: float = Field(default=86400.0, gt=0)
     jobs_retention: float = Field(default=2_592_000.0, gt=0)
-    metrics_port: int | None = None
+    # Prometheus metrics port; unset or 0 serves no metrics endpoint.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
     # Seconds without an ack before NATS hands a command to another replica (a crashed one's job resumes
     # after this long). Every replica of a deploy must use the same value.

@@ -138,6 +138,11 @@ class JobStore:
     async def ping(self) -> None:
         await self._pool.fetchval("SELECT 1")
 
+    async def count_by_status(self) -> dict[str, int]:
+        """Return how many job records each status has; statuses without a job are left out."""
+        rows = await self._pool.fetch("SELECT status, count(*) AS jobs FROM downloader.jobs GROUP BY status")
+        return {row["status"]: row["jobs"] for row in rows}
+
     async def get(self, job_id: uuid.UUID) -> JobState | None:
         row = await self._pool.fetchrow("SELECT * FROM downloader.jobs WHERE id = $1", job_id)
         return _row_to_job(row) if row else None

@@ -24,6 +24,7 @@ from .edge import Edge, EdgeMiddleware
 from .fastpath import FastPathMiddleware
 from .jobs import JobDirectory
 from .keycache import RevocationFollower
+from .metrics import MetricsMiddleware
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware
 from .openapi import install_openapi
 from .problems import (
@@ -125,16 +126,22 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     contributions.register_checks(app)
 
     # The last one added runs first. Order from the outside: request id (so every response, errors from
-    # the middleware below included, has one), CORS (so browsers can read 401 and 429 responses too),
+    # the middleware below included, has one), metrics (so every response is counted and `/metrics` needs
+    # no API key), CORS (so browsers can read 401 and 429 responses too),
     # authentication and rate limits, the body limit, then the two endpoints served before the router.
     app.add_middleware(FastPathMiddleware, edge=app.state.edge)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_request_body_bytes)
     app.add_middleware(EdgeMiddleware, edge=app.state.edge)
     app.add_middleware(CorsMiddleware, allow_origins=settings.cors_allow_origins)
+    app.add_middleware(MetricsMiddleware, token=_metrics_token(settings))
     app.add_middleware(RequestIdMiddleware)
     if tracing_active():
         _instrument(app)
     return app
+
+
+def _metrics_token(settings: GatewaySettings) -> str | None:
+    return settings.metrics_token.get_secret_value() if settings.metrics_token is not None else None
 
 
 def _instrument(app: FastAPI) -> None:

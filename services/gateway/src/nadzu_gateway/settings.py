@@ -70,6 +70,8 @@ class GatewaySettings(CommonSettings):
     # Key that verifies session tokens and signs job links; the same value as the auth service's.
     # `nadzu-gateway` refuses to start without it (see __main__).
     session_secret: SecretStr | None = None
+    # Bearer token that Prometheus sends to read `GET /metrics`; unset, the gateway serves no metrics.
+    metrics_token: SecretStr | None = None
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     trusted_proxies: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = Field(
         default_factory=lambda: [ipaddress.ip_network("127.0.0.1/32")]
@@ -124,10 +126,22 @@ class GatewaySettings(CommonSettings):
     def _parse_rate(cls, value: object) -> object:
         return Rate.parse(value) if isinstance(value, str) else value
 
-    @field_validator("session_secret", mode="before")
+    @field_validator("session_secret", "metrics_token", mode="before")
     @classmethod
     def _empty_secret_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value()
+        if len(token.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes long (got {len(token.encode())})")
+        if not token.isascii() or not token.isprintable() or " " in token:
+            raise ValueError("must be printable ASCII without spaces, as it is sent in a header")
+        return value
 
     @field_validator("session_secret")
     @classmethod

@@ -43,6 +43,7 @@ from ..access import (
 from ..callers import Caller
 from ..files import file_response
 from ..jobs import JobDirectory
+from ..metrics import count_rate_limited
 from ..openapi import problems
 from ..problems import Problem, dependency_unavailable
 from ..schemas import DownloadCreate, JobList, JobOut, job_to_public
@@ -252,6 +253,7 @@ async def create_download(
     if active >= settings.max_active_jobs_per_caller:
         if key is not None:
             await idempotency.release(request.app.state.redis, owner, key)
+        count_rate_limited("active-jobs")
         raise Problem(
             429,
             "too-many-active-jobs",
@@ -406,6 +408,7 @@ async def download_events(
     slots: StreamSlots = request.app.state.stream_slots
     stream_id = await slots.acquire(owner)
     if stream_id is None:
+        count_rate_limited("streams")
         raise Problem(
             429,
             "too-many-streams",

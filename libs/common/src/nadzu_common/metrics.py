@@ -1,0 +1,31 @@
+"""Prometheus metrics endpoints for the services that have no HTTP server of their own.
+
+The downloader, contributions and auth services serve the default registry of `prometheus_client` on
+`METRICS_PORT` from a background thread. The gateway serves `/metrics` itself (see nadzu_gateway.metrics).
+"""
+
+from __future__ import annotations
+
+from faststream.nats.prometheus import NatsPrometheusMiddleware
+from prometheus_client import REGISTRY, start_http_server
+
+from .logging import get_logger
+
+log = get_logger(__name__)
+
+# Every interface, because in deploys Prometheus scrapes the port from another container or pod.
+METRICS_HOST = "0.0.0.0"  # noqa: S104
+
+
+def serve_metrics(port: int | None) -> None:
+    """Start the metrics endpoint on `port` in a background thread, unless `port` is 0 or None."""
+    if not port:
+        log.info("metrics.disabled", reason="METRICS_PORT is unset or 0")
+        return
+    start_http_server(port, addr=METRICS_HOST)
+    log.info("metrics.serving", port=port)
+
+
+def faststream_metrics(service: str) -> NatsPrometheusMiddleware:
+    """FastStream's per-subject consume and publish metrics (`faststream_*`), labelled `app_name=service`."""
+    return NatsPrometheusMiddleware(registry=REGISTRY, app_name=service)
