@@ -113,7 +113,7 @@ class EgressGuard:
                 infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             except socket.gaierror as error:
                 raise UpstreamFailed(f"{host} could not be resolved: {error}") from None
-            addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+            addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
         if not addresses:
             raise UpstreamFailed(f"{host} has no address")
         if not self.allow_private:

@@ -164,7 +164,7 @@ def check_host_allowed(url: str) -> None:
             raise JobFailure("transient", "dns-error", f"{host} could not be resolved: {error}") from None
         from ipaddress import ip_address
 
-        addresses = [ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+        addresses = [ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
     for address in addresses:
         if is_forbidden_address(address):
             raise JobFailure("permanent", "forbidden-address", f"{host} resolves to a non-public address.")
@@ -299,7 +299,7 @@ def probe_media(path: Path) -> tuple[set[str], float | None]:
 
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
-            kinds = {stream.type for stream in container.streams}
+            kinds: set[str] = {str(stream.type) for stream in container.streams}
             duration = container.duration
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as error:
         raise JobFailure("permanent", "corrupt-media", f"The file is not valid media: {error}") from None
@@ -543,8 +543,15 @@ def serve(commands: TextIO, protocol: TextIO) -> None:
         except JobFailure as failure:
             send({"type": "error", "kind": failure.kind, "code": failure.code, "message": failure.message})
         except Exception as error:
-            failure = classify(error)
-            send({"type": "error", "kind": failure.kind, "code": failure.code, "message": failure.message})
+            classified = classify(error)
+            send(
+                {
+                    "type": "error",
+                    "kind": classified.kind,
+                    "code": classified.code,
+                    "message": classified.message,
+                }
+            )
 
 
 def _die_with_parent() -> None:

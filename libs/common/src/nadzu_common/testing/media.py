@@ -294,7 +294,7 @@ class MediaServer:
     @property
     def base_url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def url(self, name: str) -> str:
         from urllib.parse import quote
