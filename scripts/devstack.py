@@ -36,6 +36,8 @@ DEFAULTS = {
     "GATEWAY_HOST": "127.0.0.1",
     "GATEWAY_PORT": "8080",
     "DOWNLOADS_DIR": str(ROOT / "downloads"),
+    # The metrics ports carry no authentication, so a development stack keeps them on loopback.
+    "METRICS_HOST": "127.0.0.1",
 }
 SERVICES = ("gateway", "downloader", "contributions", "auth")
 # Each service's metrics port, as in the deploy files. A port already in use is replaced by a free one.
@@ -232,13 +234,21 @@ def run() -> int:
         stack.ensure_redis()
         stack.ensure_postgres()
         Path(env["DOWNLOADS_DIR"]).mkdir(parents=True, exist_ok=True)
-        ports = metrics_ports(env["GATEWAY_HOST"])
+        ports = metrics_ports(env["METRICS_HOST"])
         for service in SERVICES:
             own = {**env, "METRICS_PORT": str(ports[service])} if service in ports else env
             stack.spawn(service, [str(BIN / f"nadzu-{service}")], own)
 
         base_url = f"http://{env['GATEWAY_HOST']}:{env['GATEWAY_PORT']}"
-        wait_until(lambda: answers(env["GATEWAY_HOST"], int(env["GATEWAY_PORT"])), 60, "the gateway")
+
+        def gateway_answers() -> bool:
+            # A service that exits at start (a bad setting) has printed why; stop now rather than wait.
+            for name, process in stack.children:
+                if process.poll() is not None:
+                    raise SystemExit(f"devstack: {name} exited with status {process.returncode} at start-up")
+            return answers(env["GATEWAY_HOST"], int(env["GATEWAY_PORT"]))
+
+        wait_until(gateway_answers, 60, "the gateway")
         say(f"gateway listening at {base_url} (API docs at {base_url}/docs); Ctrl-C stops everything")
         say(
             f"metrics: {base_url}/metrics with `Authorization: Bearer {env['METRICS_TOKEN']}`; "

@@ -303,4 +303,17 @@ def test_unknown_protocol_rejected() -> None:
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
     )
     assert result.returncode != 0
-    assert "OTEL_EXPORTER_OTLP_PROTOCOL='http/json' is not supported" in result.stderr
+    assert result.stderr.strip() == (
+        "invalid configuration: OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' is not supported; "
+        "use http/protobuf or grpc"
+    )
+
+
+def test_bad_batch_setting_rejected() -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    env.update(OTEL_TRACES_EXPORTER="console", OTEL_BSP_SCHEDULE_DELAY="soon")
+    result = _python("from nadzu_common import tracing; tracing.configure_tracing('probe')", env)
+    assert result.returncode != 0
+    assert result.stderr.strip() == (
+        "invalid configuration: OTEL_BSP_SCHEDULE_DELAY: 'soon' is not a positive whole number"
+    )

@@ -39,7 +39,14 @@ def configure_logging(service: str, level: str = "INFO", log_format: str | None 
     if log_format is None:
         log_format = "console" if sys.stderr.isatty() else "json"
 
+    def add_service(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        # A processor rather than a bound context variable: threads (the span exporter's, for one)
+        # start without this process's context variables.
+        event_dict.setdefault("service", service)
+        return event_dict
+
     shared_processors: list[Any] = [
+        add_service,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -70,7 +77,6 @@ def configure_logging(service: str, level: str = "INFO", log_format: str | None 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    structlog.contextvars.bind_contextvars(service=service)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 

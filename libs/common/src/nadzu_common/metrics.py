@@ -13,17 +13,15 @@ from .logging import get_logger
 
 log = get_logger(__name__)
 
+
 # Every interface, because in deploys Prometheus scrapes the port from another container or pod.
-METRICS_HOST = "0.0.0.0"  # noqa: S104
-
-
-def serve_metrics(port: int | None) -> None:
-    """Start the metrics endpoint on `port` in a background thread, unless `port` is 0 or None."""
+def serve_metrics(port: int | None, host: str) -> None:
+    """Start the metrics endpoint on `host:port` in a background thread, unless `port` is 0 or None."""
     if not port:
         log.info("metrics.disabled", reason="METRICS_PORT is unset or 0")
         return
-    start_http_server(port, addr=METRICS_HOST)
-    log.info("metrics.serving", port=port)
+    start_http_server(port, addr=host)
+    log.info("metrics.serving", host=host, port=port)
 
 
 def faststream_metrics(service: str) -> NatsPrometheusMiddleware:

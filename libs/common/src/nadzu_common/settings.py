@@ -22,6 +22,9 @@ class CommonSettings(BaseSettings):
     nats_stream_replicas: int = Field(default=1, ge=1, le=5)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] | None = None
+    # Where the downloader, contributions and auth serve METRICS_PORT. Every interface by default, so a
+    # scraper on another host or pod reaches it; `make run` keeps it on loopback.
+    metrics_host: str = "0.0.0.0"  # noqa: S104
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -76,13 +76,38 @@ def configure_tracing(service_name: str) -> bool:
     resource_attributes = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
     named = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in resource_attributes
     resource = Resource.create({} if named else {SERVICE_NAME: service_name})
+    try:
+        _check_numbers()
+        exporter = _span_exporter()
+    except ValueError as error:
+        # The same one-line form as every other invalid setting, not a traceback.
+        raise SystemExit(f"invalid configuration: {error}") from None
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(_span_exporter()))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _tracer = provider.get_tracer(TRACER_NAME)
     _instrument_libraries()
     _enabled = True
     return True
+
+
+# Numeric variables the SDK reads. It warns about some bad values and then fails on them with a bare
+# "invalid literal for int()" traceback, so they are checked here first.
+_NUMBER_VARIABLES = (
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_BSP_EXPORT_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+)
+
+
+def _check_numbers() -> None:
+    for variable in _NUMBER_VARIABLES:
+        value = os.environ.get(variable, "").strip()
+        if value and not (value.isdigit() and int(value) > 0):
+            raise ValueError(f"{variable}: {value!r} is not a positive whole number")
 
 
 def _span_exporter() -> Any:
@@ -92,7 +117,7 @@ def _span_exporter() -> Any:
 
         return ConsoleSpanExporter()
     if exporter != "otlp":
-        raise ValueError(f"OTEL_TRACES_EXPORTER={exporter!r} is not supported; use otlp, console or none")
+        raise ValueError(f"OTEL_TRACES_EXPORTER: {exporter!r} is not supported; use otlp, console or none")
 
     protocol = (
         os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
@@ -107,7 +132,7 @@ def _span_exporter() -> Any:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
         return HttpExporter()
-    raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; use http/protobuf or grpc")
+    raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL: {protocol!r} is not supported; use http/protobuf or grpc")
 
 
 def _instrument_libraries() -> None:

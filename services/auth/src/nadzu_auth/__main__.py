@@ -24,7 +24,7 @@ async def serve(settings: AuthSettings) -> None:
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stop.set)
 
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
     async with running_service(settings):
         await stop.wait()
     log.info("auth.stopped")

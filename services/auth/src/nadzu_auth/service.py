@@ -106,6 +106,8 @@ def make_broker(settings: AuthSettings) -> NatsBroker:
         connect_timeout=5,
         graceful_timeout=settings.auth_shutdown_timeout_seconds,
         middlewares=middlewares,
+        # Through the service's log configuration rather than FastStream's coloured text handler.
+        logger=logging.getLogger("nadzu.faststream"),
         # One line per message would flood the logs on the verify-key path.
         log_level=logging.DEBUG,
         # Handlers take the raw message (see handlers.register_handlers), so no dependency injection.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ log = get_logger(__name__)
 
 
 async def run(settings: ContributionsSettings) -> None:
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
 
     redis_client = redis.from_url(settings.redis_url, health_check_interval=30)
     http = httpx.AsyncClient(
@@ -43,7 +44,7 @@ async def run(settings: ContributionsSettings) -> None:
     if is_active():
         middlewares.append(faststream_telemetry())
     broker = create_broker(settings, service, middlewares)
-    app = FastStream(broker)
+    app = FastStream(broker, logger=logging.getLogger("nadzu.faststream"))
 
     @app.on_startup
     async def start_service() -> None:

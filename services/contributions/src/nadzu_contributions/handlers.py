@@ -44,6 +44,9 @@ def create_broker(
         graceful_timeout=GRACEFUL_TIMEOUT_SECONDS,
         middlewares=middlewares,
         max_reconnect_attempts=-1,
+        # FastStream's own logger has a coloured text handler; this one goes through the service's
+        # log configuration, so its lines are JSON like the rest.
+        logger=logging.getLogger("nadzu.faststream"),
         # FastStream logs every message received and processed; at INFO that is two lines per query.
         log_level=logging.DEBUG,
     )

@@ -162,7 +162,7 @@ def create_app(settings: DownloaderSettings) -> FastStream:
 
     @app.on_startup
     async def start() -> None:
-        serve_metrics(settings.metrics_port)
+        serve_metrics(settings.metrics_port, settings.metrics_host)
         settings.downloads_dir.mkdir(parents=True, exist_ok=True)
         nc = await connect(settings.nats_servers, name="nadzu-downloader-runner")
         js = nc.jetstream()

@@ -80,6 +80,11 @@ class WarmWorker:
             kind = message.get("type")
             if kind in ("progress", "phase"):
                 await on_progress(message)
+            elif kind == "log":
+                # yt-dlp's warnings and errors, logged here so they carry the job, request and trace ids.
+                # A yt-dlp error is usually the job's own failure (a 404 source), reported apart, so it
+                # is logged as a warning of the service.
+                log.warning("ytdlp.message", ytdlp_level=message.get("level"), message=message.get("message"))
             elif kind == "done":
                 return message
             elif kind == "error":

@@ -56,14 +56,14 @@ class JobFailure(Exception):
 
 
 class _Logger:
-    """Route yt-dlp's messages to stderr with a prefix, keeping the protocol channel clean.
+    """Send yt-dlp's warnings and errors to the parent as `log` messages, which it logs with the job's ids.
 
     It also remembers the outcomes yt-dlp only reports as text, such as a download skipped for being
     over the size limit.
     """
 
-    def __init__(self, job_id: str) -> None:
-        self.job_id = job_id
+    def __init__(self, send: Any) -> None:
+        self.send = send
         self.over_size_limit = False
 
     def _note(self, message: str) -> None:
@@ -78,11 +78,11 @@ class _Logger:
 
     def warning(self, message: str) -> None:
         self._note(message)
-        print(f"yt-dlp warning job={self.job_id}: {message}", file=sys.stderr, flush=True)
+        self.send({"type": "log", "level": "warning", "message": message})
 
     def error(self, message: str) -> None:
         self._note(message)
-        print(f"yt-dlp error job={self.job_id}: {message}", file=sys.stderr, flush=True)
+        self.send({"type": "log", "level": "error", "message": message})
 
 
 def _causes(error: BaseException) -> list[BaseException]:
@@ -432,7 +432,7 @@ def run_job(job: dict[str, Any], send: Any) -> dict[str, Any]:
         phase = "postprocessing" if status.get("status") == "started" else "downloading"
         send({"type": "phase", "phase": phase})
 
-    logger = _Logger(job["job_id"])
+    logger = _Logger(send)
     options = _options(job, workdir, hook, logger)
     options["postprocessor_hooks"] = [postprocessing]
     with YoutubeDL(options) as ydl:
