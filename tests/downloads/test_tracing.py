@@ -174,6 +174,18 @@ def test_failed_run_span_has_error(traced: TracedStack, media: Media) -> None:
     assert failed_run.status_code == 2  # ERROR
     assert failed_run.attributes["error.type"] == "source-not-found"
 
+    # yt-dlp's own error line is a JSON line of the downloader, inside the run's span.
+    ytdlp_lines = [
+        line
+        for line in _log_lines(traced.stack, "downloader")
+        if line.get("event") == "ytdlp.message" and line.get("job_id") == job["id"]
+    ]
+    assert ytdlp_lines, "no yt-dlp message logged for the failed job"
+    assert "404" in str(ytdlp_lines[-1]["message"])
+    assert ytdlp_lines[-1]["trace_id"] == failed_run.trace_id
+    assert ytdlp_lines[-1]["span_id"] == failed_run.span_id
+    assert ytdlp_lines[-1]["service"] == "downloader"
+
 
 def test_event_stream_has_no_event_spans(traced: TracedStack, media: Media) -> None:
     name, gate = media.gated_copy()
