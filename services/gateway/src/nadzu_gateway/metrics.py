@@ -8,6 +8,7 @@ would drown every other latency. They have a gauge and a counter of their own.
 
 `/metrics` is served only when METRICS_TOKEN is set, and only to requests that send it as
 `Authorization: Bearer <token>`. Without the token setting the path is unknown (404), like any other.
+The route in `router` describes the endpoint in the OpenAPI document, and it runs only in that case.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import PlainTextResponse
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from prometheus_client import (
@@ -36,6 +38,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -59,6 +62,13 @@ UNKNOWN_REASON = "unknown"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Seconds a scrape waits for NATS to describe the download queue before it reports the figures as NaN.
 QUEUE_INFO_TIMEOUT_SECONDS = 1.0
+
+# The start of a scrape, for the OpenAPI example.
+EXPOSITION_EXAMPLE = """\
+# HELP nadzu_gateway_sse_streams_open Server-Sent Event streams open on this replica
+# TYPE nadzu_gateway_sse_streams_open gauge
+nadzu_gateway_sse_streams_open 0.0
+"""
 
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BUCKET_LABELS = [floatToGoString(bound) for bound in DURATION_BUCKETS] + ["+Inf"]
@@ -296,6 +306,33 @@ class MetricsMiddleware:
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+router = APIRouter()
+
+
+@router.get(
+    METRICS_PATH,
+    tags=["service"],
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "description": "The metrics of this gateway replica in the Prometheus text exposition format "
+            f"(`Content-Type: {CONTENT_TYPE_LATEST}`)",
+            "content": {"text/plain": {"example": EXPOSITION_EXAMPLE}},
+        }
+    },
+)
+async def metrics() -> None:
+    """Prometheus metrics of this gateway replica, and the download queue of every replica.
+
+    Served only when METRICS_TOKEN is set, and only to requests that send it as
+    `Authorization: Bearer <token>`. API keys and session tokens do not open it, and scrapes are not
+    rate-limited. Without METRICS_TOKEN the path does not exist (404). docs/metrics.md lists the metrics.
+    """
+    # With METRICS_TOKEN set, MetricsMiddleware serves this path before the router runs.
+    raise StarletteHTTPException(404)
 
 
 async def refresh_queue_metrics(js: JetStreamContext | None) -> None:
