@@ -94,6 +94,30 @@ def test_generation_ignores_hash_seed() -> None:
         assert result.returncode == 0, f"PYTHONHASHSEED={seed}: {result.stderr}"
 
 
+def test_generation_ignores_environment() -> None:
+    # Each value is invalid for the service that reads it, so reading any of them would fail the script.
+    invalid = {
+        "MAX_REQUEST_BODY_BYTES": "1000",
+        "METRICS_TOKEN": "short",
+        "RATE_LIMIT_TIERS": "not json",
+        "DOWNLOADER_CONCURRENCY": "many",
+        "CONTRIBUTIONS_MAX_CONCURRENCY": "0",
+        "LOG_LEVEL": "loud",
+        "NATS_STREAM_REPLICAS": "9",
+    }
+    result = subprocess.run(
+        [sys.executable, "scripts/contracts.py", "--check"],
+        cwd=ROOT,
+        env={**os.environ, **invalid},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "contracts: documents are up to date\n"
+
+
 def test_openapi_is_valid(openapi: dict[str, Any]) -> None:
     validate(openapi)
 
@@ -106,10 +130,8 @@ def _gateway_app(metrics_token: str | None) -> FastAPI:
     from nadzu_gateway.app import create_app
     from nadzu_gateway.settings import GatewaySettings
 
-    settings = GatewaySettings(
-        _env_file=None,
-        session_secret=contracts.DOCUMENT_ONLY_SECRET,
-        metrics_token=metrics_token,
+    settings = contracts.document_settings(
+        GatewaySettings, session_secret=contracts.DOCUMENT_ONLY_SECRET, metrics_token=metrics_token
     )
     return create_app(settings)
 
