@@ -6,6 +6,7 @@ import ast
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -331,6 +332,17 @@ def test_openapi_request_examples(openapi: dict[str, Any]) -> None:
         assert schemas[name].get("examples"), f"{name} has no example"
 
 
+def test_key_created_response_documented(openapi: dict[str, Any]) -> None:
+    created = openapi["paths"]["/api/v1/auth/keys"]["post"]["responses"]["201"]
+
+    assert created["description"] != "Successful Response"
+    assert "`key`" in created["description"]
+    example = created["content"]["application/json"]["example"]
+    assert example["key"].startswith("nadzu_")
+    required = openapi["components"]["schemas"]["KeyCreated"]["required"]
+    assert set(required) <= set(example)
+
+
 # AsyncAPI.
 
 
@@ -415,6 +427,19 @@ def test_asyncapi_payloads_are_the_models(asyncapi: dict[str, Any]) -> None:
     job_event = asyncapi["components"]["schemas"]["JobEvent"]
     assert job_event["properties"]["v"]["const"] == 1
     assert "version `v` 1" in asyncapi["components"]["messages"]["JobEvent"]["description"]
+
+
+def test_enqueue_summary_names_payload_fields(asyncapi: dict[str, Any]) -> None:
+    summary = asyncapi["components"]["messages"]["EnqueueDownload"]["summary"]
+    schemas = asyncapi["components"]["schemas"]
+
+    names = re.findall(r"`([a-z_]+(?:\.[a-z_]+)?)`", summary.removeprefix(f"`{Subjects.DOWNLOAD_ENQUEUE}`"))
+    assert names, summary
+    for name in names:
+        field, _, subfield = name.partition(".")
+        assert field in schemas["EnqueueDownload"]["properties"], name
+        if subfield:
+            assert subfield in schemas["JobState"]["properties"], name
 
 
 def test_asyncapi_headers(asyncapi: dict[str, Any]) -> None:
