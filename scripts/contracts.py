@@ -5,8 +5,9 @@
 
 `make contracts` runs the first form. The OpenAPI document comes from the gateway's FastAPI app. The
 AsyncAPI document comes from the FastStream brokers of the downloader, contributions and auth services,
-plus the declarations in `nadzu_common.contracts` for traffic sent with nats-py. Neither document
-depends on the environment, so regenerating on another machine gives the same bytes.
+plus the declarations in `nadzu_common.contracts` for traffic sent with nats-py. The services' settings
+are built from their defaults alone, never from environment variables or a .env file, so regenerating on
+another machine, or in a shell with the services' variables set, gives the same bytes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import json
 import sys
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
+
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENAPI_PATH = ROOT / "docs" / "openapi.json"
@@ -26,6 +29,8 @@ REGENERATE_COMMAND = "make contracts"
 DOCUMENTED_NATS_URL = "nats://127.0.0.1:4222"
 # Placeholder for settings that the services require but the documents never show.
 DOCUMENT_ONLY_SECRET = "document-only-secret-never-used-to-sign"  # noqa: S105 - not a credential
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 ASYNCAPI_DESCRIPTION = """\
 Every subject of the Nadzu bus, generated from the services' FastStream brokers and the message models \
@@ -47,11 +52,29 @@ def render_json(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
+def document_settings(settings_class: type[SettingsT], **values: Any) -> SettingsT:
+    """Build `settings_class` from `values` and its defaults, without reading the environment or .env."""
+
+    class DefaultSettings(settings_class):  # type: ignore[valid-type, misc]
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings,)
+
+    return cast(SettingsT, DefaultSettings(**values))
+
+
 def build_openapi() -> dict[str, Any]:
     from nadzu_gateway.app import create_app
     from nadzu_gateway.settings import GatewaySettings
 
-    settings = GatewaySettings(_env_file=None, session_secret=DOCUMENT_ONLY_SECRET)  # type: ignore[call-arg]
+    settings = document_settings(GatewaySettings, session_secret=DOCUMENT_ONLY_SECRET)
     return create_app(settings).openapi()
 
 
@@ -66,10 +89,10 @@ def service_brokers() -> list[tuple[str, Any]]:
     from nadzu_downloader.app import create_app as create_downloader
     from nadzu_downloader.settings import DownloaderSettings
 
-    downloader = create_downloader(DownloaderSettings(_env_file=None))  # type: ignore[call-arg]
+    downloader = create_downloader(document_settings(DownloaderSettings))
     # The handlers only close over these objects, and declaring the subscribers never calls them.
-    contributions = create_broker(ContributionsSettings(_env_file=None), cast(Any, None))  # type: ignore[call-arg]
-    auth_settings = AuthSettings(_env_file=None, session_secret=DOCUMENT_ONLY_SECRET)  # type: ignore[call-arg]
+    contributions = create_broker(document_settings(ContributionsSettings), cast(Any, None))
+    auth_settings = document_settings(AuthSettings, session_secret=DOCUMENT_ONLY_SECRET)
     auth = make_broker(auth_settings)
     declare_revocation_publisher(auth)
     register_handlers(auth, cast(Any, None), cast(Any, None), cast(Any, None))

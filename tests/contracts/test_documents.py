@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from openapi_spec_validator import validate
 from starlette.routing import Mount
@@ -21,6 +25,7 @@ from nadzu_common.contributions import CONTRIBUTIONS_GET, CONTRIBUTIONS_HEALTH
 from nadzu_contributions import errors as contributions_errors
 from nadzu_gateway import problems as gateway_problems
 from nadzu_gateway.fastpath import FAST_PATHS
+from nadzu_gateway.metrics import METRICS_PATH
 from nadzu_gateway.problem_types import PROBLEM_TYPES
 from scripts import contracts
 
@@ -90,15 +95,69 @@ def test_generation_ignores_hash_seed() -> None:
         assert result.returncode == 0, f"PYTHONHASHSEED={seed}: {result.stderr}"
 
 
+def test_generation_ignores_environment() -> None:
+    # Each value is invalid for the service that reads it, so reading any of them would fail the script.
+    invalid = {
+        "MAX_REQUEST_BODY_BYTES": "1000",
+        "METRICS_TOKEN": "short",
+        "RATE_LIMIT_TIERS": "not json",
+        "DOWNLOADER_CONCURRENCY": "many",
+        "CONTRIBUTIONS_MAX_CONCURRENCY": "0",
+        "LOG_LEVEL": "loud",
+        "NATS_STREAM_REPLICAS": "9",
+    }
+    result = subprocess.run(
+        [sys.executable, "scripts/contracts.py", "--check"],
+        cwd=ROOT,
+        env={**os.environ, **invalid},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "contracts: documents are up to date\n"
+
+
 def test_openapi_is_valid(openapi: dict[str, Any]) -> None:
     validate(openapi)
 
 
-def test_openapi_lists_every_route(openapi: dict[str, Any]) -> None:
+# A token of 32 or more characters, as GatewaySettings requires, to build the app that serves `/metrics`.
+DOCUMENT_ONLY_METRICS_TOKEN = "document-only-metrics-token-0123456789"
+
+
+def _gateway_app(metrics_token: str | None) -> FastAPI:
     from nadzu_gateway.app import create_app
     from nadzu_gateway.settings import GatewaySettings
 
-    app = create_app(GatewaySettings(_env_file=None, session_secret=contracts.DOCUMENT_ONLY_SECRET))
+    settings = contracts.document_settings(
+        GatewaySettings, session_secret=contracts.DOCUMENT_ONLY_SECRET, metrics_token=metrics_token
+    )
+    return create_app(settings)
+
+
+def _served_by_middleware(app: FastAPI, metrics_token: str | None) -> set[tuple[str, str]]:
+    """Return the operations that a middleware serves without a route, found by requests in-process."""
+    if metrics_token is None:
+        # Without the token the requests would reach the edge middleware, which needs Redis and NATS.
+        return set()
+    transport = httpx.ASGITransport(app=app)
+
+    async def probe() -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            headers = {"Authorization": f"Bearer {metrics_token}"}
+            return await client.get(METRICS_PATH, headers=headers)
+
+    response = asyncio.run(probe())
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return {(METRICS_PATH, "get")}
+
+
+@pytest.mark.parametrize("metrics_token", [None, DOCUMENT_ONLY_METRICS_TOKEN], ids=["no-token", "token"])
+def test_openapi_lists_every_route(openapi: dict[str, Any], metrics_token: str | None) -> None:
+    app = _gateway_app(metrics_token)
     served: set[tuple[str, str]] = set()
     # FastAPI 0.165 keeps each included router as one entry, and this walks into them.
     for route in iter_route_contexts(app.routes):
@@ -111,10 +170,33 @@ def test_openapi_lists_every_route(openapi: dict[str, Any]) -> None:
             served.add((route.path, method.lower()))
     assert len(served) > 10, f"the route walk found too little: {served}"
     served |= {(path, "get") for path in FAST_PATHS}
+    served |= _served_by_middleware(app, metrics_token)
 
     documented = {(path, method) for path, operations in openapi["paths"].items() for method in operations}
     missing = sorted(served - documented)
     assert not missing, f"served but not in the OpenAPI document: {missing}"
+
+
+def test_openapi_independent_of_metrics_token(openapi: dict[str, Any]) -> None:
+    with_token = _gateway_app(DOCUMENT_ONLY_METRICS_TOKEN).openapi()
+
+    assert contracts.render_json(with_token) == contracts.render_json(openapi)
+
+
+def test_openapi_metrics_operation(openapi: dict[str, Any]) -> None:
+    operation = openapi["paths"][METRICS_PATH]["get"]
+
+    assert operation["security"] == [{"MetricsToken": []}]
+    assert openapi["components"]["securitySchemes"]["MetricsToken"]["scheme"] == "bearer"
+    assert set(operation["responses"]) == {"200", "401", "404"}
+    assert "text/plain" in operation["responses"]["200"]["content"]
+    problems = _operation_problems(operation)
+    assert problems["401"] == {"authentication-required"}
+    assert problems["404"] == {"not-found"}
+    assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
+    # Scrapes bypass the rate limiter, so no response carries the RateLimit fields.
+    for response in operation["responses"].values():
+        assert "RateLimit" not in response["headers"]
 
 
 def _slug_literals() -> set[str]:
@@ -221,7 +303,7 @@ def test_health_needs_no_credentials(openapi: dict[str, Any]) -> None:
 
 
 def test_openapi_security(openapi: dict[str, Any]) -> None:
-    assert set(openapi["components"]["securitySchemes"]) == {"ApiKey", "Bearer", "JobLink"}
+    assert set(openapi["components"]["securitySchemes"]) == {"ApiKey", "Bearer", "JobLink", "MetricsToken"}
     paths = openapi["paths"]
     assert paths["/api/v1/downloads"]["post"]["security"] == [{"ApiKey": []}, {"Bearer": []}]
     assert {"JobLink": []} in paths["/api/v1/downloads/{job_id}/events"]["get"]["security"]
@@ -248,6 +330,17 @@ def test_openapi_request_examples(openapi: dict[str, Any]) -> None:
     schemas = openapi["components"]["schemas"]
     for name in ("DownloadCreate", "SessionCreate", "KeyCreate", "JobOut", "KeyCreated", "CallerOut"):
         assert schemas[name].get("examples"), f"{name} has no example"
+
+
+def test_key_created_response_documented(openapi: dict[str, Any]) -> None:
+    created = openapi["paths"]["/api/v1/auth/keys"]["post"]["responses"]["201"]
+
+    assert created["description"] != "Successful Response"
+    assert "`key`" in created["description"]
+    example = created["content"]["application/json"]["example"]
+    assert example["key"].startswith("nadzu_")
+    required = openapi["components"]["schemas"]["KeyCreated"]["required"]
+    assert set(required) <= set(example)
 
 
 # AsyncAPI.
@@ -334,6 +427,19 @@ def test_asyncapi_payloads_are_the_models(asyncapi: dict[str, Any]) -> None:
     job_event = asyncapi["components"]["schemas"]["JobEvent"]
     assert job_event["properties"]["v"]["const"] == 1
     assert "version `v` 1" in asyncapi["components"]["messages"]["JobEvent"]["description"]
+
+
+def test_enqueue_summary_names_payload_fields(asyncapi: dict[str, Any]) -> None:
+    summary = asyncapi["components"]["messages"]["EnqueueDownload"]["summary"]
+    schemas = asyncapi["components"]["schemas"]
+
+    names = re.findall(r"`([a-z_]+(?:\.[a-z_]+)?)`", summary.removeprefix(f"`{Subjects.DOWNLOAD_ENQUEUE}`"))
+    assert names, summary
+    for name in names:
+        field, _, subfield = name.partition(".")
+        assert field in schemas["EnqueueDownload"]["properties"], name
+        if subfield:
+            assert subfield in schemas["JobState"]["properties"], name
 
 
 def test_asyncapi_headers(asyncapi: dict[str, Any]) -> None:

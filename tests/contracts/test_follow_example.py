@@ -1,4 +1,4 @@
-"""examples/follow_downloads.py against a real stack: a job followed to completion, and a replay."""
+"""examples/follow_downloads.py against a real stack: a job followed to completion, a replay, and errors."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from nadzu_common.testing.media import MediaServer, make_video
-from tests.support.stack import ROOT, Gateway, Stack
+from tests.support.stack import ROOT, Gateway, NatsServer, Stack, free_port
 
 EXAMPLE = ROOT / "examples" / "follow_downloads.py"
 # Seconds the example may run before the test gives up on it. A 1-second clip downloads in about a second.
@@ -136,15 +136,92 @@ def test_full_prints_job_state(stack: Stack, gateway: Gateway, media: MediaServe
     assert completed["result"]["filename"]
 
 
-def test_rejects_invalid_start_sequence() -> None:
+def run_failing_example(*arguments: str) -> subprocess.CompletedProcess[str]:
+    """Run the example where it should fail, and check that it printed no traceback and no events."""
     result = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--all", "--start-sequence", "0"],
+        [sys.executable, str(EXAMPLE), *arguments],
         capture_output=True,
         text=True,
         timeout=EXAMPLE_TIMEOUT_SECONDS,
     )
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--start-sequence", "0"], "--start-sequence must be 1 or more, got 0"),
+        (["--limit", "0"], "--limit must be 1 or more, got 0"),
+        (["--timeout", "-1"], "--timeout must be a number of seconds more than 0, got -1"),
+        (["--timeout", "0"], "--timeout must be a number of seconds more than 0, got 0"),
+        (["--timeout", "nan"], "--timeout must be a number of seconds more than 0, got nan"),
+        (["--timeout", "inf"], "--timeout must be a number of seconds more than 0, got inf"),
+        (["--timeout", "soon"], "argument --timeout: invalid float value: 'soon'"),
+        (["--nats-url", "notaurl"], "--nats-url must be a URL such as nats://127.0.0.1:4222"),
+        (["--nats-url", "http://127.0.0.1:8080"], "got 'http://127.0.0.1:8080'"),
+        (["--nats-url", "nats://"], "got 'nats://'"),
+    ],
+)
+def test_rejects_invalid_argument(arguments: list[str], message: str) -> None:
+    result = run_failing_example("--all", *arguments)
+
     assert result.returncode == 2
-    assert "--start-sequence must be 1 or more" in result.stderr
+    assert message in result.stderr
+
+
+def test_unreachable_server_one_line() -> None:
+    # Nothing listens on a port that was just free, so every connection attempt is refused at once.
+    url = f"nats://127.0.0.1:{free_port()}"
+
+    result = run_failing_example("--all", "--nats-url", url, "--timeout", "50")
+
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"connection to NATS at {url} failed (ConnectionRefusedError")
+    assert "--nats-url" in lines[0]
+    assert "timed out" not in lines[0]
+
+
+def test_unreachable_server_timeout_names_cause() -> None:
+    url = f"nats://127.0.0.1:{free_port()}"
+
+    # Shorter than the attempts take, so the timeout ends the connection attempts.
+    result = run_failing_example("--all", "--nats-url", url, "--timeout", "1")
+
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"timed out after 1 s connecting to NATS at {url} (ConnectionRefusedError")
+
+
+def test_server_without_jetstream_one_line() -> None:
+    server = NatsServer(jetstream=False).start()
+    try:
+        result = run_failing_example("--all", "--nats-url", server.url, "--timeout", "50")
+    finally:
+        server.stop()
+
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"JetStream is not enabled on the NATS server at {server.url}")
+
+
+def test_server_without_stream_one_line() -> None:
+    # JetStream is on, but no Nadzu service has created its streams on this server.
+    server = NatsServer().start()
+    try:
+        result = run_failing_example("--all", "--nats-url", server.url, "--timeout", "50")
+    finally:
+        server.stop()
+
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"stream DOWNLOADS_EVENTS not found on the NATS server at {server.url}")
 
 
 def test_times_out_without_terminal_event(stack: Stack, gateway: Gateway) -> None:

@@ -92,3 +92,4 @@ def test_metrics_served_on_port(fake_github: FakeGitHub) -> None:
     assert samples.value("nadzu_contributions_github_requests_total", outcome="200") == 1
     handlers = samples.label_values("faststream_received_messages_total", "handler")
     assert "contributions.rpc.get" in handlers
+    assert samples.created_series() == []

@@ -203,7 +203,8 @@ def test_link_signature_expires(http: httpx.Client, new_key: Any, edge_stack: St
 
 def test_openapi_describes_credentials(http: httpx.Client) -> None:
     schema = http.get("/openapi.json", headers=_anonymous()).json()
-    assert set(schema["components"]["securitySchemes"]) == {"ApiKey", "Bearer", "JobLink"}
+    assert set(schema["components"]["securitySchemes"]) == {"ApiKey", "Bearer", "JobLink", "MetricsToken"}
+    assert schema["paths"]["/metrics"]["get"]["security"] == [{"MetricsToken": []}]
     assert schema["paths"]["/api/v1/auth/me"]["get"]["security"] == [{"ApiKey": []}, {"Bearer": []}]
     assert schema["paths"]["/api/v1/downloads"]["post"]["security"] == [{"ApiKey": []}, {"Bearer": []}]
     # Open to anyone: `{}` makes credentials optional.

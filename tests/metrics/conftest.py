@@ -43,6 +43,10 @@ class Samples:
     def label_values(self, name: str, label: str) -> set[str]:
         return {labels[label] for labels, _ in self.samples.get(name, []) if label in labels}
 
+    def created_series(self) -> list[str]:
+        """Return the names of prometheus_client's `<name>_created` timestamp series in the scrape."""
+        return sorted(name for name in self.samples if name.endswith("_created"))
+
 
 def scrape_service(service: Service) -> Samples:
     response = httpx.get(service.metrics_url, timeout=10)

@@ -78,6 +78,8 @@ def test_key_verifications_by_result(auth_stack: tuple[Stack, Service]) -> None:
     assert _grew(before, after, VERIFICATIONS, result="key-revoked") == 1
     assert _grew(before, after, "nadzu_auth_keys_created_total") == 1
     assert _grew(before, after, "nadzu_auth_keys_revoked_total") == 1
+    # Without prometheus_client's default, this scrape would also have `nadzu_auth_keys_created_created`.
+    assert after.created_series() == []
     # FastStream's per-subject figures count every request the service handled.
     received = "faststream_received_messages_total"
     assert _grew(before, after, received, app_name="auth", broker="nats", handler="auth.rpc.verify-key") == 3

@@ -46,6 +46,7 @@ def test_completed_download_counted(
     assert "downloads.cmd.enqueue" in handlers
     apps = after.label_values("faststream_received_messages_total", "app_name")
     assert apps == {"downloader"}
+    assert after.created_series() == []
 
 
 def test_failing_download_retried_then_dead_lettered(

@@ -55,6 +55,16 @@ def test_metrics_without_token_not_found(metrics_stack: Stack) -> None:
         gateway.service.stop()
 
 
+def test_no_created_series(gateway: Gateway, client: httpx.Client) -> None:
+    # Labelled counters get a `_created` series per label set, so one counter gets a value first.
+    assert httpx.get(f"{gateway.base_url}/metrics").status_code == 401
+
+    samples = scrape_gateway(gateway)
+
+    assert samples.value("nadzu_gateway_auth_failures_total", reason="authentication-required") >= 1
+    assert samples.created_series() == []
+
+
 def test_requests_labelled_by_route_template(gateway: Gateway, client: httpx.Client) -> None:
     before = scrape_gateway(gateway)
     job_ids = [str(uuid.uuid4()) for _ in range(3)]
@@ -143,6 +153,33 @@ def test_auth_failures_counted_by_reason(gateway: Gateway) -> None:
     failures = "nadzu_gateway_auth_failures_total"
     for reason in ("invalid-key", "invalid-credentials"):
         assert after.value(failures, reason=reason) - before.value(failures, reason=reason) == 1
+
+
+def test_every_401_counted(gateway: Gateway) -> None:
+    failures = "nadzu_gateway_auth_failures_total"
+    # The file link, because the stream test expects no duration on the events route.
+    job_file = f"{gateway.base_url}/api/v1/downloads/{uuid.uuid4()}/file"
+    # One 401 from each place that sends them: a route, the fast path, the metrics endpoint, a link check.
+    requests = [
+        ("POST", f"{gateway.base_url}/api/v1/downloads", "authentication-required"),
+        ("GET", f"{gateway.base_url}/api/v1/auth/me", "authentication-required"),
+        ("GET", f"{gateway.base_url}/metrics", "authentication-required"),
+        ("GET", f"{job_file}?exp=4102444800&sig=forged", "invalid-link"),
+    ]
+    before = scrape_gateway(gateway)
+
+    reasons = []
+    for method, url, reason in requests:
+        response = httpx.request(method, url, json={"url": "https://media.example.com/clip.mp4"})
+        assert response.status_code == 401, f"{method} {url}: {response.text}"
+        assert response.json()["type"] == f"urn:nadzu:problem:{reason}"
+        reasons.append(reason)
+
+    after = scrape_gateway(gateway)
+    for reason in set(reasons):
+        grown = after.value(failures, reason=reason) - before.value(failures, reason=reason)
+        assert grown == reasons.count(reason), reason
+    assert after.value(REQUESTS, route="/metrics", method="GET", status="401") >= 1
 
 
 @pytest.fixture

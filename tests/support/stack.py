@@ -60,10 +60,11 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
 
 
 class NatsServer:
-    """A private nats-server with JetStream on a free port and a temporary store."""
+    """A private nats-server on a free port, by default with JetStream and a temporary store."""
 
-    def __init__(self) -> None:
+    def __init__(self, jetstream: bool = True) -> None:
         self.port = free_port()
+        self.jetstream = jetstream
         self.store = Path(tempfile.mkdtemp(prefix="nadzu-nats-"))
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -72,8 +73,11 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self) -> NatsServer:
+        command = [str(NATS_SERVER), "-a", "127.0.0.1", "-p", str(self.port)]
+        if self.jetstream:
+            command += ["-js", "-sd", str(self.store)]
         self.process = subprocess.Popen(
-            [str(NATS_SERVER), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)],
+            command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -84,10 +84,13 @@ class JobState(BaseModel):
 
 
 class EnqueueDownload(Message):
-    """`downloads.cmd.enqueue`: download `url` in `format` for job `job_id`."""
+    """`downloads.cmd.enqueue`: download the job in `job`, from `job.url` in `job.format`.
 
-    job: JobState
-    request_id: str | None = None
+    The gateway sends it once per job, with the job it created (status `queued`).
+    """
+
+    job: JobState = Field(description="the job to download, as the gateway created it")
+    request_id: str | None = Field(default=None, description="id of the HTTP request that created the job")
 
 
 class CancelDownload(Message):

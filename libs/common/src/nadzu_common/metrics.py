@@ -7,14 +7,18 @@ The downloader, contributions and auth services serve the default registry of `p
 from __future__ import annotations
 
 from faststream.nats.prometheus import NatsPrometheusMiddleware
-from prometheus_client import REGISTRY, start_http_server
+from prometheus_client import REGISTRY, disable_created_metrics, start_http_server
 
 from .logging import get_logger
 
 log = get_logger(__name__)
 
+# prometheus_client serves a `<name>_created` series with the creation time beside every counter and
+# histogram, which doubles their series and yields names such as `nadzu_auth_keys_created_created`.
+# The setting is process-wide and applies to FastStream's metrics too.
+disable_created_metrics()
 
-# Every interface, because in deploys Prometheus scrapes the port from another container or pod.
+
 def serve_metrics(port: int | None, host: str) -> None:
     """Start the metrics endpoint on `host:port` in a background thread, unless `port` is 0 or None."""
     if not port:

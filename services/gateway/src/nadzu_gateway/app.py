@@ -25,6 +25,7 @@ from .fastpath import FastPathMiddleware
 from .jobs import JobDirectory
 from .keycache import RevocationFollower
 from .metrics import MetricsMiddleware
+from .metrics import router as metrics_router
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware
 from .openapi import install_openapi
 from .problems import (
@@ -121,6 +122,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(downloads.router)
     app.include_router(contributions.router)
+    # Last, so the problem examples that operations share keep the API paths as their `instance`.
+    app.include_router(metrics_router)
     install_openapi(app)
     service.register_core_checks(app)
     contributions.register_checks(app)

@@ -33,7 +33,7 @@ from nadzu_common.logging import get_logger
 from .callers import Caller, CallerKind
 from .clientip import ClientAddressResolver, address_group
 from .keycache import KeyCache
-from .metrics import count_auth_failure, count_rate_limited
+from .metrics import count_rate_limited
 from .middleware import send_problem
 from .ratelimit import Decision, Policy, RateLimiter
 from .settings import GatewaySettings
@@ -188,7 +188,6 @@ class Edge:
         decision = await self.limiter.hit([self.policies.auth_failures], [group])
         if not decision.allowed:
             return self._too_many_failures(decision)
-        count_auth_failure(slug)
         log.info("auth.rejected", reason=slug, client=group)
         headers = [(b"www-authenticate", challenge("invalid_token", title)), *decision.header_fields()]
         return Rejection(401, slug, title, detail, headers)
@@ -256,7 +255,6 @@ class EdgeMiddleware:
         elif authorization is not None:
             scheme, _, token = authorization.decode("latin-1").strip().partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                count_auth_failure("invalid-credentials")
                 outcome = Rejection(
                     401,
                     "invalid-credentials",

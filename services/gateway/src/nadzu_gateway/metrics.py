@@ -8,6 +8,7 @@ would drown every other latency. They have a gauge and a counter of their own.
 
 `/metrics` is served only when METRICS_TOKEN is set, and only to requests that send it as
 `Authorization: Bearer <token>`. Without the token setting the path is unknown (404), like any other.
+The route in `router` describes the endpoint in the OpenAPI document, and it runs only in that case.
 """
 
 from __future__ import annotations
@@ -16,18 +17,28 @@ import asyncio
 import bisect
 import hmac
 import itertools
+import json
 import math
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import PlainTextResponse
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,15 +46,29 @@ from nadzu_common.bus import COMMANDS_STREAM, ENQUEUE_CONSUMER, Subjects
 from nadzu_common.logging import get_logger
 
 from .middleware import send_problem
+from .problems import TYPE_PREFIX
 
 log = get_logger(__name__)
+
+# Turn off the `<name>_created` timestamp series beside each counter and histogram, for the whole
+# process. They double the series count, and Prometheus does not need them.
+disable_created_metrics()
 
 METRICS_PATH = "/metrics"
 UNMATCHED_ROUTE = "unmatched"
 OTHER_METHOD = "other"
+# The `reason` of a 401 whose body is not a problem document, which no code path of the gateway sends.
+UNKNOWN_REASON = "unknown"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Seconds a scrape waits for NATS to describe the download queue before it reports the figures as NaN.
 QUEUE_INFO_TIMEOUT_SECONDS = 1.0
+
+# The start of a scrape, for the OpenAPI example.
+EXPOSITION_EXAMPLE = """\
+# HELP nadzu_gateway_sse_streams_open Server-Sent Event streams open on this replica
+# TYPE nadzu_gateway_sse_streams_open gauge
+nadzu_gateway_sse_streams_open 0.0
+"""
 
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BUCKET_LABELS = [floatToGoString(bound) for bound in DURATION_BUCKETS] + ["+Inf"]
@@ -94,7 +119,7 @@ class HttpMetrics(Collector):
     def _families() -> tuple[CounterMetricFamily, HistogramMetricFamily]:
         requests = CounterMetricFamily(
             "nadzu_gateway_http_requests",
-            "HTTP requests by route template, method and response status",
+            "HTTP responses sent, by route template, method and status",
             labels=["route", "method", "status"],
         )
         durations = HistogramMetricFamily(
@@ -116,7 +141,7 @@ RATE_LIMITED = Counter(
 )
 AUTH_FAILURES = Counter(
     "nadzu_gateway_auth_failures_total",
-    "Requests whose credentials were rejected with 401, by the problem slug",
+    "Responses sent with status 401, by problem slug: missing or rejected credentials, or an invalid link",
     ["reason"],
 )
 QUEUE_PENDING = Gauge(
@@ -133,7 +158,7 @@ QUEUE_OLDEST_PENDING_SECONDS = Gauge(
 )
 QUEUE_WAITING_PULLS = Gauge(
     "nadzu_downloads_queue_waiting_pulls",
-    "Fetch requests downloaders have open on the enqueue consumer (idle worker slots asking for work)",
+    "Fetch requests open on the enqueue consumer: at most one per downloader replica with a free worker slot",
 )
 
 
@@ -141,8 +166,16 @@ def count_rate_limited(policy: str) -> None:
     RATE_LIMITED.labels(policy=policy).inc()
 
 
-def count_auth_failure(reason: str) -> None:
-    AUTH_FAILURES.labels(reason=reason).inc()
+def problem_slug(body: bytes) -> str:
+    """Return the slug of a problem details body, or UNKNOWN_REASON when the body is not one."""
+    try:
+        problem = json.loads(body)
+    except ValueError:
+        return UNKNOWN_REASON
+    problem_type = problem.get("type") if isinstance(problem, dict) else None
+    if isinstance(problem_type, str) and problem_type.startswith(TYPE_PREFIX):
+        return problem_type.removeprefix(TYPE_PREFIX)
+    return UNKNOWN_REASON
 
 
 class RouteLabels:
@@ -189,9 +222,12 @@ class MetricsMiddleware:
         # The status uvicorn sends when the application raises before it starts a response.
         status = 500
         streaming = False
+        # The problem slug of a 401, read from the first body chunk. Every 401 of the gateway, from a
+        # middleware or a route, is a problem document of one chunk.
+        unauthorized_reason: str | None = None
 
         async def send_observed(message: Message) -> None:
-            nonlocal status, streaming
+            nonlocal status, streaming, unauthorized_reason
             if message["type"] == "http.response.start":
                 status = message["status"]
                 for name, value in message.get("headers", ()):
@@ -201,6 +237,8 @@ class MetricsMiddleware:
                 if streaming:
                     SSE_STREAMS_OPEN.inc()
                     SSE_STREAMS.inc()
+            elif status == 401 and unauthorized_reason is None and message["type"] == "http.response.body":
+                unauthorized_reason = problem_slug(message.get("body", b""))
             await send(message)
 
         serves_metrics = self._token is not None and scope["path"] == METRICS_PATH
@@ -213,6 +251,8 @@ class MetricsMiddleware:
             route = METRICS_PATH if serves_metrics else self._route(scope)
             method = scope["method"] if scope["method"] in _METHODS else OTHER_METHOD
             HTTP_METRICS.count(route, method, status)
+            if status == 401:
+                AUTH_FAILURES.labels(reason=unauthorized_reason or UNKNOWN_REASON).inc()
             if streaming:
                 SSE_STREAMS_OPEN.dec()
             else:
@@ -246,7 +286,6 @@ class MetricsMiddleware:
                 break
         assert self._token is not None
         if not hmac.compare_digest(authorization, self._token):
-            count_auth_failure("invalid-metrics-token")
             await send_problem(
                 send,
                 401,
@@ -267,6 +306,33 @@ class MetricsMiddleware:
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+router = APIRouter()
+
+
+@router.get(
+    METRICS_PATH,
+    tags=["service"],
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "description": "The metrics of this gateway replica in the Prometheus text exposition format "
+            f"(`Content-Type: {CONTENT_TYPE_LATEST}`)",
+            "content": {"text/plain": {"example": EXPOSITION_EXAMPLE}},
+        }
+    },
+)
+async def metrics() -> None:
+    """Prometheus metrics of this gateway replica, and the download queue of every replica.
+
+    Served only when METRICS_TOKEN is set, and only to requests that send it as
+    `Authorization: Bearer <token>`. API keys and session tokens do not open it, and scrapes are not
+    rate-limited. Without METRICS_TOKEN the path does not exist (404). docs/metrics.md lists the metrics.
+    """
+    # With METRICS_TOKEN set, MetricsMiddleware serves this path before the router runs.
+    raise StarletteHTTPException(404)
 
 
 async def refresh_queue_metrics(js: JetStreamContext | None) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from .metrics import METRICS_PATH
 from .problem_types import PROBLEM_TYPES, ProblemType
 from .problems import PROBLEM_CONTENT_TYPE
 from .schemas import EXAMPLE_JOB_ID, ProblemDetails
@@ -29,6 +30,11 @@ SECURITY_SCHEMES = {
         "type": "http",
         "scheme": "bearer",
         "description": "an API key, or a session token from `POST /api/v1/auth/session`",
+    },
+    "MetricsToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "the gateway's METRICS_TOKEN, for `GET /metrics` only",
     },
     "JobLink": {
         "type": "apiKey",
@@ -53,6 +59,16 @@ LINK_EXPIRY_PARAMETER = {
     "schema": {"type": "string"},
 }
 UNLIMITED_PATHS = ("/health", "/health/ready")
+# The responses of `GET /metrics` other than 200, with what they mean there.
+METRICS_PROBLEMS = {
+    "authentication-required": "METRICS_TOKEN is set, and the request did not send it as "
+    "`Authorization: Bearer <token>`",
+    "not-found": "METRICS_TOKEN is unset, so the gateway serves no metrics",
+}
+METRICS_CHALLENGE = {
+    "description": 'the RFC 6750 challenge `Bearer realm="nadzu-metrics"`',
+    "schema": {"type": "string"},
+}
 BODY_METHODS = ("post", "put", "patch")
 EXAMPLE_PATH_VALUES = {"job_id": EXAMPLE_JOB_ID, "key_id": EXAMPLE_JOB_ID, "username": "octocat"}
 
@@ -181,6 +197,10 @@ def _complete_operation(path: str, method: str, operation: dict[str, Any], examp
 
     `examples` collects one example per problem type, whose `instance` is the first path that uses it.
     """
+    if path == METRICS_PATH:
+        _complete_metrics_operation(operation, examples)
+        return
+
     own: list[str] = operation.pop(PROBLEMS_KEY, [])
     slugs = list(own)
     unlimited = path in UNLIMITED_PATHS
@@ -229,6 +249,26 @@ def _complete_operation(path: str, method: str, operation: dict[str, Any], examp
         if not unlimited:
             headers["RateLimit"] = _header_ref("RateLimit")
             headers["RateLimit-Policy"] = _header_ref("RateLimit-Policy")
+    operation["responses"] = dict(sorted(responses.items()))
+
+
+def _complete_metrics_operation(operation: dict[str, Any], examples: dict[str, Any]) -> None:
+    """Add the metrics token, the 401 and the 404 to `GET /metrics`, which is never rate-limited.
+
+    With METRICS_TOKEN set, `MetricsMiddleware` responds before authentication and rate limiting run.
+    """
+    operation["security"] = [{"MetricsToken": []}]
+    responses: dict[str, Any] = operation["responses"]
+    for slug, meaning in METRICS_PROBLEMS.items():
+        problem = PROBLEM_TYPES[slug]
+        examples.setdefault(_example_name(problem), _problem_example(problem, METRICS_PATH))
+        response = _problem_response([problem])
+        response["description"] = f"- `{slug}`: {meaning}"
+        responses[str(problem.status)] = response
+    responses["401"]["headers"] = {"WWW-Authenticate": METRICS_CHALLENGE}
+
+    for response in responses.values():
+        response.setdefault("headers", {})["X-Request-Id"] = _header_ref("X-Request-Id")
     operation["responses"] = dict(sorted(responses.items()))
 
 

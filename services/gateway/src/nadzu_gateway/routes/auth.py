@@ -139,26 +139,23 @@ class KeyOut(BaseModel):
     created_by: uuid.UUID | None = None
 
 
+EXAMPLE_KEY_CREATED: dict[str, Any] = {
+    "id": "0193b0c4-5f6e-7a1b-8c2d-3e4f5a6b7c8d",
+    "prefix": "nadzu_Ab3dE9",
+    "name": "ci",
+    "scopes": ["downloads"],
+    "tier": "default",
+    "created_at": "2026-12-04T10:00:00Z",
+    "expires_at": None,
+    "revoked_at": None,
+    "last_used_at": None,
+    "created_by": None,
+    "key": "nadzu_Ab3dE9fGhIjKlMnOpQrStUvWxYz0123456789abc",
+}
+
+
 class KeyCreated(KeyOut):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "0193b0c4-5f6e-7a1b-8c2d-3e4f5a6b7c8d",
-                    "prefix": "nadzu_Ab3dE9",
-                    "name": "ci",
-                    "scopes": ["downloads"],
-                    "tier": "default",
-                    "created_at": "2026-12-04T10:00:00Z",
-                    "expires_at": None,
-                    "revoked_at": None,
-                    "last_used_at": None,
-                    "created_by": None,
-                    "key": "nadzu_Ab3dE9fGhIjKlMnOpQrStUvWxYz0123456789abc",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_KEY_CREATED]})
 
     key: str = Field(description="the key's secret, shown only in this response")
 
@@ -211,7 +208,11 @@ async def create_session(request: Request, body: SessionCreate) -> JSONResponse:
     status_code=201,
     response_model=KeyCreated,
     responses={
-        201: {"headers": {"Location": {"description": "the key's URL", "schema": {"type": "string"}}}}
+        201: {
+            "description": "Key created. `key` is its secret, which no later response shows again",
+            "headers": {"Location": {"description": "the key's URL", "schema": {"type": "string"}}},
+            "content": {"application/json": {"example": EXAMPLE_KEY_CREATED}},
+        }
     },
     openapi_extra=problems("invalid-request"),
 )
