@@ -88,10 +88,30 @@ async def handle_problem(request: Request, exc: Exception) -> JSONResponse:
 
 async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    unparsable = _unparsable_body(exc)
+    if unparsable is not None:
+        return problem_response(request, unparsable)
     slug, title = _STATUS_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
     problem = Problem(exc.status_code, slug, title, detail=detail, headers=dict(exc.headers or {}))
     return problem_response(request, problem)
+
+
+def _unparsable_body(exc: StarletteHTTPException) -> Problem | None:
+    """Return the `malformed-json` problem for a JSON body that FastAPI could not decode, else None.
+
+    FastAPI 0.165 turns `json.JSONDecodeError` into a validation error. Any other exception from reading the
+    body becomes a 400 "There was an error parsing the body", raised `from` that exception.
+    """
+    if exc.status_code != 400:
+        return None
+    if isinstance(exc.__cause__, UnicodeDecodeError):
+        detail = "The request body is not valid UTF-8 JSON."
+    elif isinstance(exc.__cause__, RecursionError):
+        detail = "The request body is JSON nested too deeply to parse."
+    else:
+        return None
+    return Problem(400, "malformed-json", "Malformed JSON", detail=detail)
 
 
 async def handle_validation_error(request: Request, exc: Exception) -> JSONResponse:
