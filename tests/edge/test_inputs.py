@@ -1,4 +1,4 @@
-"""Bad inputs at the gateway: bodies that cannot be parsed."""
+"""Bad inputs at the gateway: bodies that cannot be parsed, empty bodies, and field names in `errors[]`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.support.stack import Stack
 
 from .conftest import key_headers
 
@@ -41,3 +43,58 @@ def test_deeply_nested_json_is_malformed_json(http: httpx.Client, user: dict[str
     response = http.post("/api/v1/downloads", content=b"[" * 60000, headers={**user, **JSON})
     body = _problem(response, 400, "malformed-json")
     assert "nested too deeply" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("content", "headers"),
+    [(b"", JSON), (None, {}), (b"{}", JSON)],
+    ids=["empty-json", "no-body", "empty-object"],
+)
+def test_empty_body_names_missing_field(
+    http: httpx.Client, user: dict[str, str], content: bytes | None, headers: dict[str, str]
+) -> None:
+    response = http.post("/api/v1/downloads", content=content, headers={**user, **headers})
+    body = _problem(response, 422, "validation-failed")
+    assert body["errors"] == [{"field": "url", "code": "missing", "message": "Field required"}]
+    assert "body is empty" in body["detail"] or "empty JSON object" in body["detail"]
+    assert body["detail"].endswith(". Send a JSON object with `url`.")
+
+
+def test_empty_key_body_names_missing_field(http: httpx.Client, edge_stack: Stack) -> None:
+    admin = key_headers(edge_stack.admin_key)
+    response = http.post("/api/v1/auth/keys", headers=admin)
+    body = _problem(response, 422, "validation-failed")
+    assert body["errors"] == [{"field": "name", "code": "missing", "message": "Field required"}]
+    assert body["detail"] == "The request body is empty. Send a JSON object with `name`."
+
+
+def test_body_that_is_not_an_object(http: httpx.Client, user: dict[str, str]) -> None:
+    for content in (b"[]", b"null", b'"https://example.com/a.mp4"'):
+        response = http.post("/api/v1/downloads", content=content, headers={**user, **JSON})
+        body = _problem(response, 422, "validation-failed")
+        assert body["detail"] == "The request body must be a JSON object.", content
+        assert "field" not in body["errors"][0], content
+
+
+def test_field_names_have_no_location_prefix(
+    http: httpx.Client, user: dict[str, str], edge_stack: Stack
+) -> None:
+    listing = http.get("/api/v1/downloads", params={"status": "done", "limit": "0"}, headers=user)
+    fields = [error["field"] for error in _problem(listing, 422, "validation-failed")["errors"]]
+    assert fields == ["status", "limit"]
+
+    cursor = http.get("/api/v1/downloads", params={"cursor": "x"}, headers=user)
+    assert _problem(cursor, 422, "invalid-cursor")["errors"][0]["field"] == "cursor"
+
+    too_long = http.post("/api/v1/downloads", json={"url": "x" * 5000}, headers=user)
+    errors = _problem(too_long, 422, "validation-failed")["errors"]
+    assert errors == [
+        {"field": "url", "code": "string_too_long", "message": "String should have at most 4096 characters"}
+    ]
+
+    svg = http.get("/api/v1/contributions/octocat", params={"format": "pdf"}, headers=user)
+    assert _problem(svg, 422, "validation-failed")["errors"][0]["field"] == "format"
+
+    admin = key_headers(edge_stack.admin_key)
+    scopes = http.post("/api/v1/auth/keys", json={"name": "x", "scopes": ["bogus"]}, headers=admin)
+    assert _problem(scopes, 422, "validation-failed")["errors"][0]["field"] == "scopes.0"
