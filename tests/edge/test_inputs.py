@@ -1,4 +1,5 @@
-"""Bad inputs at the gateway: bodies that cannot be parsed, empty bodies, and field names in `errors[]`."""
+"""Bad inputs at the gateway: bodies that cannot be parsed, empty bodies, field names in `errors[]`, and
+malformed ids."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .conftest import key_headers
 
 PROBLEM_PREFIX = "urn:nadzu:problem:"
 JSON = {"Content-Type": "application/json"}
+LONG_ID = "a" * 3000
 
 
 @pytest.fixture
@@ -98,3 +100,33 @@ def test_field_names_have_no_location_prefix(
     admin = key_headers(edge_stack.admin_key)
     scopes = http.post("/api/v1/auth/keys", json={"name": "x", "scopes": ["bogus"]}, headers=admin)
     assert _problem(scopes, 422, "validation-failed")["errors"][0]["field"] == "scopes.0"
+
+
+def test_malformed_job_id_is_not_echoed(http: httpx.Client, user: dict[str, str]) -> None:
+    requests = [
+        ("GET", f"/api/v1/downloads/{LONG_ID}"),
+        ("GET", f"/api/v1/downloads/{LONG_ID}/events"),
+        ("GET", f"/api/v1/downloads/{LONG_ID}/file"),
+        ("DELETE", f"/api/v1/downloads/{LONG_ID}"),
+    ]
+    for method, path in requests:
+        response = http.request(method, path, headers=user)
+        body = _problem(response, 404, "job-not-found")
+        quoted = f"'{'a' * 40}'... (3000 characters)"
+        assert body["detail"] == f"{quoted} is not a valid job id. Job ids are UUIDs.", path
+        # Only `detail` is cut. `instance` repeats the whole request path.
+        assert body["instance"] == path
+
+    short = http.get("/api/v1/downloads/not-a-uuid", headers=user)
+    assert _problem(short, 404, "job-not-found")["detail"] == (
+        "'not-a-uuid' is not a valid job id. Job ids are UUIDs."
+    )
+    unknown_id = "018f0000-0000-7000-8000-0000000000bb"
+    unknown = http.get(f"/api/v1/downloads/{unknown_id}", headers=user)
+    assert unknown_id in _problem(unknown, 404, "job-not-found")["detail"]
+
+
+def test_malformed_key_id_is_not_echoed(http: httpx.Client, edge_stack: Stack) -> None:
+    response = http.delete(f"/api/v1/auth/keys/{LONG_ID}", headers=key_headers(edge_stack.admin_key))
+    body = _problem(response, 404, "key-not-found")
+    assert body["detail"] == f"'{'a' * 40}'... (3000 characters) is not a valid key id. Key ids are UUIDs."

@@ -44,6 +44,17 @@ class Problem(Exception):
         self.headers = headers or {}
 
 
+# Max characters of a client-sent value that a problem's `detail` quotes. A valid UUID has 36.
+MAX_QUOTED_CHARACTERS = 40
+
+
+def quote_input(value: str) -> str:
+    """Quote a client-sent value for a `detail`, cut to `MAX_QUOTED_CHARACTERS` so no detail grows with it."""
+    if len(value) <= MAX_QUOTED_CHARACTERS:
+        return repr(value)
+    return repr(value[:MAX_QUOTED_CHARACTERS]) + f"... ({len(value)} characters)"
+
+
 def dependency_unavailable(name: str, detail: str, retry_after: int = 5) -> Problem:
     """A 503 for a dependency that is down; `Retry-After` tells clients when to try again."""
     return Problem(
@@ -56,6 +67,8 @@ def dependency_unavailable(name: str, detail: str, retry_after: int = 5) -> Prob
 
 
 def problem_response(request: Request, problem: Problem) -> JSONResponse:
+    # NOTE: `instance` repeats the whole request path, and only the HTTP server bounds its length
+    # (uvicorn 0.55 with httptools accepted a 60,000-character path). Details use `quote_input` instead.
     body: dict[str, Any] = {
         "type": TYPE_PREFIX + problem.slug,
         "title": problem.title,
@@ -97,23 +110,6 @@ async def handle_http_exception(request: Request, exc: Exception) -> JSONRespons
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
     problem = Problem(exc.status_code, slug, title, detail=detail, headers=dict(exc.headers or {}))
     return problem_response(request, problem)
-
-
-def _unparsable_body(exc: StarletteHTTPException) -> Problem | None:
-    """Return the `malformed-json` problem for a JSON body that FastAPI could not decode, else None.
-
-    FastAPI 0.165 turns `json.JSONDecodeError` into a validation error. Any other exception from reading the
-    body becomes a 400 "There was an error parsing the body", raised `from` that exception.
-    """
-    if exc.status_code != 400:
-        return None
-    if isinstance(exc.__cause__, UnicodeDecodeError):
-        detail = "The request body is not valid UTF-8 JSON."
-    elif isinstance(exc.__cause__, RecursionError):
-        detail = "The request body is JSON nested too deeply to parse."
-    else:
-        return None
-    return Problem(400, "malformed-json", "Malformed JSON", detail=detail)
 
 
 def _unparsable_body(exc: StarletteHTTPException) -> Problem | None:

@@ -32,7 +32,7 @@ from ..callers import Caller
 from ..edge import Edge
 from ..fastpath import describe_caller
 from ..openapi import problems
-from ..problems import Problem
+from ..problems import Problem, quote_input
 from ..schemas import CallerOut
 
 log = get_logger(__name__)
@@ -269,7 +269,12 @@ async def revoke_key(request: Request, key_id: str, caller: AdminCaller) -> Resp
     assert edge.auth is not None and caller.key_hash is not None
     parsed = parse_id(key_id)
     if parsed is None:
-        raise Problem(404, "key-not-found", "Key not found", detail=f"No API key {key_id} exists.")
+        raise Problem(
+            404,
+            "key-not-found",
+            "Key not found",
+            detail=f"{quote_input(key_id)} is not a valid key id. Key ids are UUIDs.",
+        )
 
     reply = await edge.auth.revoke_key(
         RevokeKeyCommand(actor_key_hash=caller.key_hash, request_id=request.state.request_id, key_id=parsed)
