@@ -1,5 +1,5 @@
-"""Bad inputs at the gateway: bodies that cannot be parsed, empty bodies, field names in `errors[]`, and
-malformed ids."""
+"""Bad inputs at the gateway: bodies that cannot be parsed, empty bodies, malformed ids, field names in
+`errors[]`, and key tiers that have no limits configured."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.stack import Stack
 
-from .conftest import key_headers
+from .conftest import TINY_TIER, key_headers
 
 PROBLEM_PREFIX = "urn:nadzu:problem:"
 JSON = {"Content-Type": "application/json"}
@@ -130,3 +130,24 @@ def test_malformed_key_id_is_not_echoed(http: httpx.Client, edge_stack: Stack) -
     response = http.delete(f"/api/v1/auth/keys/{LONG_ID}", headers=key_headers(edge_stack.admin_key))
     body = _problem(response, 404, "key-not-found")
     assert body["detail"] == f"'{'a' * 40}'... (3000 characters) is not a valid key id. Key ids are UUIDs."
+
+
+def test_unknown_tier_is_rejected(http: httpx.Client, edge_stack: Stack) -> None:
+    admin = key_headers(edge_stack.admin_key)
+    response = http.post("/api/v1/auth/keys", json={"name": "typo", "tier": "gold"}, headers=admin)
+    body = _problem(response, 422, "validation-failed")
+    assert body["detail"] == f"Unknown tier 'gold'. The allowed tiers are default, {TINY_TIER}."
+    assert body["errors"] == [
+        {
+            "field": "tier",
+            "code": "unknown-tier",
+            "message": f"Allowed tiers: default, {TINY_TIER}. A tier is added with RATE_LIMIT_TIERS.",
+        }
+    ]
+    names = [item["name"] for item in http.get("/api/v1/auth/keys", headers=admin).json()["items"]]
+    assert "typo" not in names
+
+    for tier in ("default", TINY_TIER):
+        created = http.post("/api/v1/auth/keys", json={"name": f"known-{tier}", "tier": tier}, headers=admin)
+        assert created.status_code == 201, created.text
+        assert created.json()["tier"] == tier
