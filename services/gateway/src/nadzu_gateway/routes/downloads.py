@@ -138,7 +138,7 @@ async def _find_job(request: Request, job_id: str, via_link: bool = False) -> tu
     """Return a job the request may see: the caller's own, any job for admin, or the linked job."""
     parsed = parse_id(job_id)
     if parsed is None:
-        # A path id that is not a UUID is an unknown job (404), and the detail tells the client why.
+        # A path id that is not a UUID is an unknown job (404), and the detail marks the id as invalid.
         raise Problem(
             404,
             "job-not-found",
