@@ -93,7 +93,7 @@ def test_settings_list_key_tiers() -> None:
     assert GatewaySettings().key_tiers == ["default"]
     configured = GatewaySettings(rate_limit_tiers={"partner": {}, "default": {}, "bronze": {}})
     assert configured.key_tiers == ["default", "bronze", "partner"]
-    for name in ("Gold", "-x", "a" * 33, "with space"):
+    for name in ("Gold", "-x", "a" * 33, "with space", "gold\n"):
         with pytest.raises(ValidationError, match="tier names"):
             GatewaySettings(rate_limit_tiers={name: {}})
 

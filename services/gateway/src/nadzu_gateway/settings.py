@@ -135,7 +135,7 @@ class GatewaySettings(CommonSettings):
     @field_validator("rate_limit_tiers")
     @classmethod
     def _check_tier_names(cls, tiers: dict[str, TierRates]) -> dict[str, TierRates]:
-        invalid = [name for name in tiers if not _TIER_NAME.match(name)]
+        invalid = [name for name in tiers if not _TIER_NAME.fullmatch(name)]
         if invalid:
             raise ValueError(
                 f"tier names {invalid} are invalid. A tier name is 1 to 32 lowercase letters, digits, "
