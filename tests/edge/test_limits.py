@@ -13,7 +13,7 @@ import pytest
 from tests.auth.fake_recaptcha import FakeRecaptcha, FakeRecaptchaServer
 from tests.support.stack import Gateway
 
-from .conftest import TINY_QUOTA, TINY_TIER, fresh_address, key_headers, start_session
+from .conftest import EDGE_ENV, TINY_QUOTA, TINY_TIER, fresh_address, key_headers, start_session
 
 _LIMIT_ITEM = re.compile(r'"(?P<name>[a-z0-9_-]+)";r=(?P<r>\d+);t=(?P<t>\d+)')
 
@@ -35,6 +35,22 @@ def test_limit_fields_on_every_limited_response(http: httpx.Client, new_key: Any
 
     for path in ("/health", "/health/ready"):
         assert "ratelimit" not in http.get(path).headers, path
+
+
+def test_health_is_never_rate_limited(http: httpx.Client) -> None:
+    address = {"X-Forwarded-For": fresh_address()}
+    anonymous_quota = int(EDGE_ENV["RATE_LIMIT_ANONYMOUS"].split("/")[0])
+    requests = 3 * anonymous_quota
+    liveness = [http.get("/health", headers=address).status_code for _ in range(requests)]
+    assert liveness == [200] * requests
+    # No downloader or contributions service runs here, so readiness may be 503, but never 429.
+    readiness = {http.get("/health/ready", headers=address).status_code for _ in range(requests)}
+    assert readiness <= {200, 503}, readiness
+
+    # The probes used none of the address's budget.
+    first = http.get("/", headers=address)
+    assert first.status_code == 200
+    assert remaining(first) == {"anonymous": anonymous_quota - 1}
 
 
 def test_boundary_is_exact_and_shared_by_two_gateways(

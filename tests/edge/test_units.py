@@ -89,6 +89,15 @@ def test_settings_parse_limits_and_proxies() -> None:
         GatewaySettings(session_secret="too short")
 
 
+def test_settings_list_key_tiers() -> None:
+    assert GatewaySettings().key_tiers == ["default"]
+    configured = GatewaySettings(rate_limit_tiers={"partner": {}, "default": {}, "bronze": {}})
+    assert configured.key_tiers == ["default", "bronze", "partner"]
+    for name in ("Gold", "-x", "a" * 33, "with space", "gold\n"):
+        with pytest.raises(ValidationError, match="tier names"):
+            GatewaySettings(rate_limit_tiers={name: {}})
+
+
 def test_limit_fields_format() -> None:
     default = Policy("default", 600, 60)
     enqueue = Policy("enqueue", 100, 3600)

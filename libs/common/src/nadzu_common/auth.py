@@ -87,7 +87,8 @@ SESSION_TIER = "session"
 SESSION_SCOPES = (Scope.DOWNLOADS,)
 
 KeyName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-TierName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+TIER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+TierName = Annotated[str, StringConstraints(pattern=TIER_NAME_PATTERN)]
 KeyHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 

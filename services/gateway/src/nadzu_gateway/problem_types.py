@@ -32,7 +32,12 @@ def _catalog(*types: ProblemType) -> dict[str, ProblemType]:
 PROBLEM_TYPES = _catalog(
     # Any endpoint.
     ProblemType("bad-request", 400, "Bad request", "The request cannot be read."),
-    ProblemType("malformed-json", 400, "Malformed JSON", "The body is not valid JSON."),
+    ProblemType(
+        "malformed-json",
+        400,
+        "Malformed JSON",
+        "The body is not valid JSON, is not UTF-8, or is nested too deeply to parse.",
+    ),
     ProblemType(
         "unauthorized", 401, "Authentication required", "A 401 raised outside the access rules (a fallback)."
     ),

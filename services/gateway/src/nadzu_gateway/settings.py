@@ -10,10 +10,11 @@ from typing import Annotated
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from nadzu_common.auth import MIN_SECRET_BYTES
+from nadzu_common.auth import DEFAULT_TIER, MIN_SECRET_BYTES, TIER_NAME_PATTERN
 from nadzu_common.settings import CommonSettings
 
 _RATE = re.compile(r"^\s*(\d{1,9})\s*/\s*(second|minute|hour|day)\s*$")
+_TIER_NAME = re.compile(TIER_NAME_PATTERN)
 _WINDOW_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 # An origin is a scheme, a host and an optional port, without a path or a trailing slash.
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
@@ -125,6 +126,22 @@ class GatewaySettings(CommonSettings):
     @classmethod
     def _parse_rate(cls, value: object) -> object:
         return Rate.parse(value) if isinstance(value, str) else value
+
+    @property
+    def key_tiers(self) -> list[str]:
+        """Return the tiers an API key may have: `default` and every tier in RATE_LIMIT_TIERS."""
+        return [DEFAULT_TIER, *sorted(set(self.rate_limit_tiers) - {DEFAULT_TIER})]
+
+    @field_validator("rate_limit_tiers")
+    @classmethod
+    def _check_tier_names(cls, tiers: dict[str, TierRates]) -> dict[str, TierRates]:
+        invalid = [name for name in tiers if not _TIER_NAME.fullmatch(name)]
+        if invalid:
+            raise ValueError(
+                f"tier names {invalid} are invalid. A tier name is 1 to 32 lowercase letters, digits, "
+                "`-` or `_`, starting with a letter or digit"
+            )
+        return tiers
 
     @field_validator("session_secret", "metrics_token", mode="before")
     @classmethod

@@ -32,7 +32,7 @@ from ..callers import Caller
 from ..edge import Edge
 from ..fastpath import describe_caller
 from ..openapi import problems
-from ..problems import Problem
+from ..problems import Problem, quote_input
 from ..schemas import CallerOut
 
 log = get_logger(__name__)
@@ -203,6 +203,30 @@ async def create_session(request: Request, body: SessionCreate) -> JSONResponse:
     )
 
 
+def _check_tier(tier: str, allowed: list[str]) -> None:
+    """Reject a tier with no limits configured, which would otherwise get the default limits unnoticed.
+
+    The gateway checks this, not the auth service, because the tiers and their limits are gateway
+    settings (RATE_LIMIT_TIERS).
+    """
+    if tier in allowed:
+        return
+    names = ", ".join(allowed)
+    raise Problem(
+        422,
+        "validation-failed",
+        "Validation failed",
+        detail=f"Unknown tier {quote_input(tier)}. The allowed tiers are {names}.",
+        errors=[
+            {
+                "field": "tier",
+                "code": "unknown-tier",
+                "message": f"Allowed tiers: {names}. A tier is added with RATE_LIMIT_TIERS.",
+            }
+        ],
+    )
+
+
 @router.post(
     "/keys",
     status_code=201,
@@ -219,6 +243,7 @@ async def create_session(request: Request, body: SessionCreate) -> JSONResponse:
 async def create_key(request: Request, body: KeyCreate, caller: AdminCaller) -> JSONResponse:
     edge = _edge(request)
     assert edge.auth is not None and caller.key_hash is not None
+    _check_tier(body.tier, edge.settings.key_tiers)
     command = CreateKeyCommand(
         actor_key_hash=caller.key_hash,
         request_id=request.state.request_id,
@@ -270,7 +295,12 @@ async def revoke_key(request: Request, key_id: str, caller: AdminCaller) -> Resp
     assert edge.auth is not None and caller.key_hash is not None
     parsed = parse_id(key_id)
     if parsed is None:
-        raise Problem(404, "key-not-found", "Key not found", detail=f"No API key {key_id} exists.")
+        raise Problem(
+            404,
+            "key-not-found",
+            "Key not found",
+            detail=f"{quote_input(key_id)} is not a valid key id. Key ids are UUIDs.",
+        )
 
     reply = await edge.auth.revoke_key(
         RevokeKeyCommand(actor_key_hash=caller.key_hash, request_id=request.state.request_id, key_id=parsed)

@@ -45,7 +45,7 @@ from ..files import file_response
 from ..jobs import JobDirectory
 from ..metrics import count_rate_limited
 from ..openapi import problems
-from ..problems import Problem, dependency_unavailable
+from ..problems import Problem, dependency_unavailable, quote_input
 from ..schemas import DownloadCreate, JobList, JobOut, job_to_public
 from ..sse import job_event_stream
 from ..streams import StreamSlots
@@ -128,7 +128,7 @@ def _link_or_caller(request: Request, job_id: str) -> bool:
     raise authentication_required()
 
 
-def _job_not_found(job_id: str) -> Problem:
+def _job_not_found(job_id: uuid.UUID) -> Problem:
     return Problem(
         404, "job-not-found", "Job not found", detail=f"No download job {job_id} exists for this caller."
     )
@@ -138,15 +138,21 @@ async def _find_job(request: Request, job_id: str, via_link: bool = False) -> tu
     """Return a job the request may see: the caller's own, any job for admin, or the linked job."""
     parsed = parse_id(job_id)
     if parsed is None:
-        raise _job_not_found(job_id)
+        # A path id that is not a UUID is an unknown job (404), and the detail marks the id as invalid.
+        raise Problem(
+            404,
+            "job-not-found",
+            "Job not found",
+            detail=f"{quote_input(job_id)} is not a valid job id. Job ids are UUIDs.",
+        )
     directory: JobDirectory = request.app.state.jobs
     entry = await directory.get(parsed)
     if entry is None:
-        raise _job_not_found(job_id)
+        raise _job_not_found(parsed)
     if not via_link:
         owner, is_admin = _caller(request)
         if not is_admin and entry.job.owner != owner:
-            raise _job_not_found(job_id)
+            raise _job_not_found(parsed)
     return entry.sequence, entry.job
 
 
