@@ -10,7 +10,7 @@ import httpx
 
 from tests.support.stack import Gateway, Stack
 
-from .conftest import key_headers
+from .conftest import fresh_address, key_headers
 
 
 def test_create_list_and_use_key(http: httpx.Client, edge_stack: Stack) -> None:
@@ -54,12 +54,15 @@ def test_create_key_rejects_bad_body(http: httpx.Client, edge_stack: Stack) -> N
 def test_expired_key_is_rejected(http: httpx.Client, edge_stack: Stack) -> None:
     expires_at = datetime.now(UTC) + timedelta(seconds=2)
     key = str(edge_stack.create_key("short-lived", expires_at=expires_at.isoformat())["key"])
-    assert http.get("/api/v1/auth/me", headers=key_headers(key)).status_code == 200
+    # Its own client address: the 401s below count against that address's failed-credential budget,
+    # which other tests of this shared stack must not find spent.
+    headers = key_headers(key, fresh_address())
+    assert http.get("/api/v1/auth/me", headers=headers).status_code == 200
 
     # The gateway caches the key, but never past its expiry.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        response = http.get("/api/v1/auth/me", headers=key_headers(key))
+        response = http.get("/api/v1/auth/me", headers=headers)
         if response.status_code != 200:
             break
         time.sleep(0.1)
@@ -74,12 +77,11 @@ def test_revocation_reaches_both_gateways_within_a_second(
     first, second = gateways
     created = edge_stack.create_key("revoked")
     key, key_id = str(created["key"]), created["info"]["id"]  # type: ignore[index]
+    headers = key_headers(key, fresh_address())
     with httpx.Client(timeout=10) as client:
         # Both replicas verify the key once and cache it.
         for gateway in gateways:
-            assert (
-                client.get(f"{gateway.base_url}/api/v1/auth/me", headers=key_headers(key)).status_code == 200
-            )
+            assert client.get(f"{gateway.base_url}/api/v1/auth/me", headers=headers).status_code == 200
 
         revoked_at = time.monotonic()
         response = client.delete(
@@ -92,16 +94,14 @@ def test_revocation_reaches_both_gateways_within_a_second(
             for gateway in gateways:
                 if gateway.base_url in statuses:
                     continue
-                status = client.get(
-                    f"{gateway.base_url}/api/v1/auth/me", headers=key_headers(key)
-                ).status_code
+                status = client.get(f"{gateway.base_url}/api/v1/auth/me", headers=headers).status_code
                 if status == 401:
                     statuses[gateway.base_url] = status
         elapsed = time.monotonic() - revoked_at
 
     assert statuses == {first.base_url: 401, second.base_url: 401}
     assert elapsed < 1.0, f"revocation took {elapsed:.3f} s to reach both gateways"
-    again = httpx.get(f"{second.base_url}/api/v1/auth/me", headers=key_headers(key))
+    again = httpx.get(f"{second.base_url}/api/v1/auth/me", headers=headers)
     assert again.json()["type"] == "urn:nadzu:problem:key-revoked"
 
 
