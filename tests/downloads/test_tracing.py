@@ -329,3 +329,14 @@ def test_bad_batch_setting_rejected() -> None:
     assert result.stderr.strip() == (
         "invalid configuration: OTEL_BSP_SCHEDULE_DELAY: 'soon' is not a positive whole number"
     )
+
+
+def test_endpoint_without_scheme_rejected() -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "collector:4318"
+    result = _python("from nadzu_common import tracing; tracing.configure_tracing('probe')", env)
+    assert result.returncode != 0
+    assert result.stderr.strip() == (
+        "invalid configuration: OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' "
+        "is not an http:// or https:// URL"
+    )

@@ -169,6 +169,7 @@ class Stack:
             "REDIS_URL": REDIS_URL,
             "DOWNLOADS_DIR": str(downloads),
             "DOWNLOADER_ALLOW_PRIVATE_URLS": "true",
+            "METRICS_HOST": "127.0.0.1",
             "DOWNLOADER_CONCURRENCY": "2",
             "DOWNLOADER_ACK_WAIT_SECONDS": "4",
             "DOWNLOADER_RETRY_BASE_DELAY": "0.5",

@@ -24,7 +24,13 @@ def serve_metrics(port: int | None, host: str) -> None:
     if not port:
         log.info("metrics.disabled", reason="METRICS_PORT is unset or 0")
         return
-    start_http_server(port, addr=host)
+    try:
+        start_http_server(port, addr=host)
+    except OSError as error:
+        # An unknown host or a port in use: one line, like any other invalid setting.
+        raise SystemExit(
+            f"invalid configuration: METRICS_HOST, METRICS_PORT: cannot listen on {host}:{port}: {error}"
+        ) from None
     log.info("metrics.serving", host=host, port=port)
 
 

@@ -13,6 +13,7 @@ makes the consume span a child of the publish span in another process.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 from collections.abc import Mapping, MutableMapping
@@ -84,6 +85,9 @@ def configure_tracing(service_name: str) -> bool:
         raise SystemExit(f"invalid configuration: {error}") from None
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(exporter))
+    # With the collector down, the exporters warn on every retry of every batch; the error that ends
+    # each failed batch is enough.
+    logging.getLogger("opentelemetry.exporter").setLevel(logging.ERROR)
     trace.set_tracer_provider(provider)
     _tracer = provider.get_tracer(TRACER_NAME)
     _instrument_libraries()
@@ -130,6 +134,11 @@ def _span_exporter() -> Any:
         return GrpcExporter()
     if protocol == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+        for variable in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+            endpoint = os.environ.get(variable, "").strip()
+            if endpoint and not endpoint.startswith(("http://", "https://")):
+                raise ValueError(f"{variable}: {endpoint!r} is not an http:// or https:// URL")
 
         return HttpExporter()
     raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL: {protocol!r} is not supported; use http/protobuf or grpc")

@@ -40,7 +40,7 @@ from nadzu_common.messages import (
     SupportedSitesQuery,
     SupportedSitesReply,
 )
-from nadzu_common.metrics import faststream_metrics, serve_metrics
+from nadzu_common.metrics import faststream_metrics
 from nadzu_common.tracing import consumer_span
 
 from .egress import EgressGuard
@@ -89,7 +89,11 @@ def create_app(settings: DownloaderSettings) -> FastStream:
         stream=commands,
         durable=CANCEL_CONSUMER,
         config=control_consumer_config(CANCEL_CONSUMER, Subjects.DOWNLOAD_CANCEL),
-        pull_sub=PullSub(batch_size=10),
+        # One message per fetch: nats-py 2.16 can end a multi-message fetch with a bare
+        # asyncio.TimeoutError that FastStream 0.7.8's pull loop does not expect, which it logs as an
+        # ERROR with a traceback before restarting the loop. Control commands are rare, so batches gain
+        # nothing here.
+        pull_sub=PullSub(batch_size=1),
         ack_policy=HandlerAckPolicy.NACK_ON_ERROR,
         title=Subjects.DOWNLOAD_CANCEL,
         description="Cancel a job: at once when it has not started, else through the replica running it.",
@@ -103,7 +107,7 @@ def create_app(settings: DownloaderSettings) -> FastStream:
         stream=commands,
         durable=RELEASE_CONSUMER,
         config=control_consumer_config(RELEASE_CONSUMER, Subjects.DOWNLOAD_RELEASE),
-        pull_sub=PullSub(batch_size=10),
+        pull_sub=PullSub(batch_size=1),  # see the cancel consumer
         ack_policy=HandlerAckPolicy.NACK_ON_ERROR,
         title=Subjects.DOWNLOAD_RELEASE,
         description="Delete a completed job's file and mark the job expired.",
@@ -162,7 +166,6 @@ def create_app(settings: DownloaderSettings) -> FastStream:
 
     @app.on_startup
     async def start() -> None:
-        serve_metrics(settings.metrics_port, settings.metrics_host)
         settings.downloads_dir.mkdir(parents=True, exist_ok=True)
         nc = await connect(settings.nats_servers, name="nadzu-downloader-runner")
         js = nc.jetstream()
