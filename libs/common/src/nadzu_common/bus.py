@@ -161,8 +161,14 @@ def control_consumer_config(durable_name: str, subject: str) -> ConsumerConfig:
 async def connect(servers: list[str], name: str) -> NatsClient:
     """Connect to NATS, retrying in the background after a lost connection."""
 
+    client: NatsClient | None = None
+
     async def on_disconnect() -> None:
-        log.warning("nats.disconnected")
+        # nats-py calls this on a drain or close too; only a lost connection deserves a warning.
+        if client is not None and (client.is_closed or client.is_draining):
+            log.info("nats.closed")
+        else:
+            log.warning("nats.disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats.reconnected")
@@ -170,7 +176,7 @@ async def connect(servers: list[str], name: str) -> NatsClient:
     async def on_error(error: Exception) -> None:
         log.warning("nats.error", error=str(error))
 
-    return await nats.connect(
+    client = await nats.connect(
         servers=servers,
         name=name,
         max_reconnect_attempts=-1,
@@ -180,6 +186,7 @@ async def connect(servers: list[str], name: str) -> NatsClient:
         reconnected_cb=on_reconnect,
         error_cb=on_error,
     )
+    return client
 
 
 async def ensure_streams(js: JetStreamContext, replicas: int) -> None:
