@@ -5,7 +5,7 @@
 Each round starts a fresh stack per mode (private NATS, scratch database, one auth replica, one gateway
 worker, no downloader, so every request stops at the 202 after its two JetStream publishes). "on" exports
 every span (parentbased_always_on) over OTLP/HTTP to a local receiver that decodes each export as a
-collector does (tests/support/otlp.py); "sampled" keeps one trace in ten (parentbased_traceidratio 0.1);
+collector does (tests/support/otlp.py). "sampled" keeps one trace in ten (parentbased_traceidratio 0.1).
 "off" sets no OTEL_* variable. Modes alternate within a round so
 slow drift of the machine hits both. Figures per mode are medians over the rounds:
 

@@ -77,6 +77,13 @@ class Stack:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.cleanups: list[tuple[str, list[str]]] = []
 
+    def exited_child(self) -> str | None:
+        """Describe the first service process that has exited, or return None while all run."""
+        for name, process in self.children:
+            if process.poll() is not None:
+                return f"{name} exited with status {process.returncode}"
+        return None
+
     # Servers.
 
     def ensure_nats(self) -> None:
@@ -243,9 +250,9 @@ def run() -> int:
 
         def gateway_answers() -> bool:
             # A service that exits at start (a bad setting) has printed why; stop now rather than wait.
-            for name, process in stack.children:
-                if process.poll() is not None:
-                    raise SystemExit(f"devstack: {name} exited with status {process.returncode} at start-up")
+            exited = stack.exited_child()
+            if exited is not None:
+                raise SystemExit(f"devstack: {exited} at start-up")
             return answers(env["GATEWAY_HOST"], int(env["GATEWAY_PORT"]))
 
         wait_until(gateway_answers, 60, "the gateway")
@@ -260,11 +267,10 @@ def run() -> int:
             if os.getppid() != parent:
                 say("parent process exited")
                 break
-            for name, process in stack.children:
-                if process.poll() is not None:
-                    say(f"{name} exited with status {process.returncode}; stopping the stack")
-                    stopping = True
-                    break
+            exited = stack.exited_child()
+            if exited is not None:
+                say(f"{exited}; stopping the stack")
+                stopping = True
             time.sleep(0.2)
     finally:
         say("stopping")

@@ -60,7 +60,8 @@ def test_contributions_query_is_one_trace(receiver: OtlpReceiver, traced_stack: 
     server = next(span for span in spans if span.kind == "server")
     assert server.name == "GET /api/v1/contributions/{username}"
     query = next(span for span in spans if span.name == "send contributions.rpc.get")
-    assert query.service == "nadzu-gateway" and query.kind == "client"
+    assert query.service == "nadzu-gateway"
+    assert query.kind == "client"
     consume = next(
         span for span in spans if span.service == "nadzu-contributions" and span.kind == "consumer"
     )

@@ -1,4 +1,4 @@
-"""A local OTLP/HTTP trace receiver: what a collector sees, for tests and the tracing benchmark.
+"""A local OTLP/HTTP trace receiver that stands in for a collector in tests and the tracing benchmark.
 
 It accepts `POST /v1/traces` in the protobuf encoding (gzip or plain), as the OpenTelemetry SDK's OTLP/HTTP
 exporter sends it, answers like a collector, and keeps every span with its service name. Tests wait on a

@@ -32,7 +32,7 @@ _enabled = False
 _tracer: trace.Tracer = trace.NoOpTracer()
 _NO_SPAN = contextlib.nullcontext(None)
 
-# A job's event subject ends in its id; span names use the template so a dashboard groups them.
+# A job's event subject ends in its id. Span names use the template, so a dashboard groups them.
 _JOB_SUBJECT = re.compile(r"\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -85,8 +85,8 @@ def configure_tracing(service_name: str) -> bool:
         raise SystemExit(f"invalid configuration: {error}") from None
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(exporter))
-    # With the collector down, the exporters warn on every retry of every batch; the error that ends
-    # each failed batch is enough.
+    # With the collector down, the exporters warn on every retry of every batch, so only the error that
+    # ends each failed batch is logged.
     logging.getLogger("opentelemetry.exporter").setLevel(logging.ERROR)
     trace.set_tracer_provider(provider)
     _tracer = provider.get_tracer(TRACER_NAME)
@@ -145,7 +145,7 @@ def _span_exporter() -> Any:
 
 
 def _instrument_libraries() -> None:
-    """Client spans for the database, Redis and outgoing HTTP calls, in whichever of them the service uses."""
+    """Instrument the database, Redis and outgoing HTTP clients, whichever of them the service uses."""
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
@@ -156,7 +156,7 @@ def _instrument_libraries() -> None:
 
 
 def shutdown_tracing() -> None:
-    """Export the spans still buffered; called when a service stops."""
+    """Export the spans still buffered. Services call it when they stop."""
     provider = trace.get_tracer_provider()
     shutdown = getattr(provider, "shutdown", None)
     if _enabled and shutdown is not None:
@@ -188,39 +188,40 @@ def subject_template(subject: str) -> str:
     return _JOB_SUBJECT.sub(".{job_id}", subject)
 
 
-def _messaging_attributes(subject: str, operation: str, extra: Mapping[str, Any]) -> dict[str, Any]:
+def _span(
+    name: str, kind: SpanKind, attributes: Mapping[str, Any], context: Any = None
+) -> contextlib.AbstractContextManager[Span | None]:
+    """Open a span with the attributes that have a value, or hand out the shared no-op when tracing is off."""
+    if not _enabled:
+        return _NO_SPAN
+    present = {key: value for key, value in attributes.items() if value is not None}
+    return _tracer.start_as_current_span(name, context=context, kind=kind, attributes=present)
+
+
+def _messaging_span(
+    operation: str, kind: SpanKind, subject: str, extra: Mapping[str, Any], context: Any = None
+) -> contextlib.AbstractContextManager[Span | None]:
+    if not _enabled:
+        return _NO_SPAN
+    template = subject_template(subject)
     attributes: dict[str, Any] = {
         "messaging.system": "nats",
         "messaging.operation.name": operation,
         "messaging.destination.name": subject,
+        "messaging.destination.template": template if template != subject else None,
+        **extra,
     }
-    template = subject_template(subject)
-    if template != subject:
-        attributes["messaging.destination.template"] = template
-    attributes.update({key: value for key, value in extra.items() if value is not None})
-    return attributes
+    return _span(f"{operation} {template}", kind, attributes, context)
 
 
 def producer_span(subject: str, **attributes: Any) -> contextlib.AbstractContextManager[Span | None]:
     """Open a span around one publish. Headers made inside it name it as the consumer's parent."""
-    if not _enabled:
-        return _NO_SPAN
-    return _tracer.start_as_current_span(
-        f"publish {subject_template(subject)}",
-        kind=SpanKind.PRODUCER,
-        attributes=_messaging_attributes(subject, "publish", attributes),
-    )
+    return _messaging_span("publish", SpanKind.PRODUCER, subject, attributes)
 
 
 def client_span(subject: str, **attributes: Any) -> contextlib.AbstractContextManager[Span | None]:
     """Open a span around one request/reply query sent over core NATS."""
-    if not _enabled:
-        return _NO_SPAN
-    return _tracer.start_as_current_span(
-        f"send {subject_template(subject)}",
-        kind=SpanKind.CLIENT,
-        attributes=_messaging_attributes(subject, "send", attributes),
-    )
+    return _messaging_span("send", SpanKind.CLIENT, subject, attributes)
 
 
 def consumer_span(
@@ -229,34 +230,21 @@ def consumer_span(
     """Open a span for handling one message, as a child of the publish span named in its headers."""
     if not _enabled:
         return _NO_SPAN
-    if job_id is not None:
-        attributes[JOB_ID] = str(job_id)
-    return _tracer.start_as_current_span(
-        f"process {subject_template(subject)}",
-        context=extract_trace_context(headers),
-        kind=SpanKind.CONSUMER,
-        attributes=_messaging_attributes(subject, "process", attributes),
+    attributes[JOB_ID] = str(job_id) if job_id is not None else None
+    return _messaging_span(
+        "process", SpanKind.CONSUMER, subject, attributes, context=extract_trace_context(headers)
     )
 
 
 def redis_span(command: str, **attributes: Any) -> contextlib.AbstractContextManager[Span | None]:
     """Open a client span for a Redis command sent by our own protocol code (redis-py has its own)."""
-    if not _enabled:
-        return _NO_SPAN
-    return _tracer.start_as_current_span(
-        command,
-        kind=SpanKind.CLIENT,
-        attributes={"db.system.name": "redis", "db.operation.name": command, **attributes},
-    )
+    attributes = {"db.system.name": "redis", "db.operation.name": command, **attributes}
+    return _span(command, SpanKind.CLIENT, attributes)
 
 
 def internal_span(name: str, **attributes: Any) -> contextlib.AbstractContextManager[Span | None]:
     """Open a span for one step inside a service (a yt-dlp run, a GitHub query)."""
-    if not _enabled:
-        return _NO_SPAN
-    return _tracer.start_as_current_span(
-        name, attributes={key: value for key, value in attributes.items() if value is not None}
-    )
+    return _span(name, SpanKind.INTERNAL, attributes)
 
 
 def mark_failed(span: Span | None, code: str, message: str) -> None:

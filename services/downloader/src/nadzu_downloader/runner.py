@@ -340,26 +340,25 @@ class JobRunner:
                 "nadzu.downloader.aria2c": self.use_aria2c,
             },
         )
-        try:
-            with run_span as span:
-                try:
-                    done = await self.pool.run(spec, on_message, attach)
-                except (JobCancelled, DownloaderError) as error:
-                    failure = running.failure if running.stop_reason == "failed" else None
-                    failure = failure or (error if isinstance(error, DownloaderError) else None)
-                    if failure is not None and running.stop_reason in (None, "failed"):
-                        mark_failed(span, failure.code, failure.message)
-                    raise
+        failure: DownloaderError | None = None
+        stopped = False
+        with run_span as span:
+            try:
+                done = await self.pool.run(spec, on_message, attach)
+            except (JobCancelled, DownloaderError) as error:
+                failure = _run_failure(running, error)
+                stopped = failure is None
+                if failure is not None:
+                    mark_failed(span, failure.code, failure.message)
+            else:
                 if span is not None:
                     span.set_attribute("nadzu.download.bytes", int(done.get("size") or 0))
-        except (JobCancelled, DownloaderError) as error:
-            if running.stop_reason == "failed" and running.failure is not None:
-                return await self._failed(command, job, running.failure, reporter)
-            if running.stop_reason is not None or isinstance(error, JobCancelled):
-                return await self._stopped(job, running, reporter)
-            return await self._failed(command, job, error, reporter)
-        finally:
-            watchdog.cancel()
+            finally:
+                watchdog.cancel()
+        if stopped:
+            return await self._stopped(job, running, reporter)
+        if failure is not None:
+            return await self._failed(command, job, failure, reporter)
 
         if running.stop_reason == "failed" and running.failure is not None:
             return await self._failed(command, job, running.failure, reporter)
@@ -599,6 +598,15 @@ class JobRunner:
         if removed:
             log.info("runner.partials_removed", count=removed)
         return removed
+
+
+def _run_failure(running: RunningJob, error: JobCancelled | DownloaderError) -> DownloaderError | None:
+    """Return the error that failed a run, or None when the run was stopped (cancel, shutdown)."""
+    if running.stop_reason == "failed" and running.failure is not None:
+        return running.failure
+    if isinstance(error, JobCancelled) or running.stop_reason is not None:
+        return None
+    return error
 
 
 def _host_of(url: str) -> str | None:

@@ -148,7 +148,7 @@ def _metrics_token(settings: GatewaySettings) -> str | None:
 
 
 def _instrument(app: FastAPI) -> None:
-    """One server span per request, named by route template, around every middleware above.
+    """Open one server span per request, named by route template, around every middleware above.
 
     An SSE stream sends a chunk per event; without `send` and `receive` excluded, each chunk would be a
     span of its own. Health probes and scrapes are left out: they would bury the requests that matter.
